@@ -1,0 +1,46 @@
+"""Default config blocks shared by the experiment configs in ``configs/``.
+
+Each ``configs/<experiment>.py`` starts from these blocks and overrides what its experiment
+changes, so every setting has one home and the config files read like the paper's tables.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+PAPER_PRETRAIN_AUGMENT = "crop,flip,jitter,grayscale"  # §V-A1 (SimCLR's own set)
+
+
+def aug_block() -> ml_collections.ConfigDict:
+  """torchvision SimCLR augmentation parameters (CIFAR-10 recipe)."""
+  return ml_collections.ConfigDict(dict(
+      crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
+      jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale_p=0.2))
+
+
+def knn_block() -> ml_collections.ConfigDict:
+  """kNN monitor of pretraining (weighted kNN, k=200, T=0.1, on a labeled split)."""
+  return ml_collections.ConfigDict(dict(
+      enabled=True, dataset=config_dict.placeholder(str), train_split="train", test_split="test",
+      num_train=config_dict.placeholder(object), num_test=config_dict.placeholder(object),
+      k=200, temperature=0.1, every_epochs=10))
+
+
+def pretrain_block() -> ml_collections.ConfigDict:
+  """The paper's target pretraining (§V-A1): SimCLR, ResNet-18, batch 256, Adam 1e-3, 1000 epochs."""
+  return ml_collections.ConfigDict(dict(
+      method="simclr",
+      dataset="tfds:cifar10", split="train", data_dir=config_dict.placeholder(str),
+      num_examples=config_dict.placeholder(object), image_size=32,
+      arch="resnet18", width=1.0, dtype="float32",
+      epochs=1000, batch_size=256,
+      optimizer="adam", lr=1e-3, weight_decay=1e-6, momentum=0.9, schedule="constant",
+      temperature=0.5, proj_hidden=512, proj_dim=128,
+      augment=PAPER_PRETRAIN_AUGMENT, aug=aug_block(), knn=knn_block(),
+      steps_per_dispatch=0,  # 0: auto (1 on CPU, 64 on accelerators)
+      checkpoint_every_epochs=10, log_every_steps=50))
+
+
+def base_config(job: str) -> ml_collections.ConfigDict:
+  """Top-level keys every config has."""
+  return ml_collections.ConfigDict(dict(job=job, seed=0, multihost=False,
+                                        compilation_cache=True))

@@ -1,0 +1,57 @@
+"""Batched, sharded feature extraction and the kNN monitor of pretraining."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stolen_jax import augment, losses, parallel
+
+
+def make_feature_fn(encoder):
+  """jit((variables, uint8 or float images) -> float32 features), eval-mode BatchNorm."""
+  @jax.jit
+  def features(variables, images):
+    return encoder.apply(variables, augment.to_float(images), train=False)
+  return features
+
+
+def extract(feature_fn, variables, images: np.ndarray, mesh, batch_size: int = 512) -> np.ndarray:
+  """Features of every image, computed in global batches sharded over ``mesh``.
+
+  The last batch is padded to full size (one compilation) and the padding dropped.
+  """
+  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
+  n = len(images)
+  outputs = []
+  for start in range(0, n, batch_size):
+    batch = np.asarray(images[start:start + batch_size])
+    if len(batch) < batch_size:
+      batch = np.concatenate([batch, np.zeros((batch_size - len(batch),) + batch.shape[1:], batch.dtype)])
+    outputs.append(feature_fn(variables, parallel.put_sharded(batch, mesh)))
+  if not outputs:
+    return np.zeros((0, 0), np.float32)
+  return np.concatenate(jax.device_get(outputs))[:n]
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_classes"))
+def _knn_predict(train_features, train_labels, test_features, k, temperature, num_classes):
+  sim = losses.l2_normalize(test_features) @ losses.l2_normalize(train_features).T
+  top_sim, top_idx = jax.lax.top_k(sim, k)
+  votes = jax.nn.one_hot(train_labels[top_idx], num_classes) * jnp.exp(top_sim / temperature)[..., None]
+  return jnp.argmax(jnp.sum(votes, axis=1), axis=-1)
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes: int,
+                 k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> float:
+  """Weighted kNN (cosine similarity, exp(sim/T) votes; InstDisc/SimCLR monitors) accuracy."""
+  k = min(k, len(train_features))
+  train_features = jnp.asarray(train_features)
+  train_labels = jnp.asarray(train_labels)
+  correct = 0
+  for start in range(0, len(test_features), chunk):
+    pred = _knn_predict(train_features, train_labels, jnp.asarray(test_features[start:start + chunk]),
+                        k, temperature, num_classes)
+    correct += int(np.sum(np.asarray(pred) == test_labels[start:start + chunk]))
+  return correct / max(len(test_features), 1)

@@ -1,0 +1,45 @@
+"""Command line: ``python -m stolen_jax.main --config=configs/<x>.py [--workdir=DIR]``.
+
+Overrides use ml_collections syntax, e.g. ``--config.pretrain.epochs=10``; the config is
+locked, so a misspelt key is rejected. ``--workdir`` defaults to ``workdir/<config name>``.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: workdir/<config>).")
+
+
+def default_workdir(config_path: str) -> str:
+  """workdir/<config file stem>, e.g. workdir/steal_cifar10."""
+  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+  return os.path.join("workdir", stem)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from stolen_jax import jobs
+  from stolen_jax.errors import UserError
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+  logging.info("job=%s workdir=%s", config.job, os.path.abspath(workdir))
+  try:
+    jobs.run(config, workdir)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  flags.mark_flag_as_required("config")
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,96 @@
+"""Metric logging through clu, with a JSON-lines copy and a progress/ETA reporter.
+
+clu's writers (TensorBoard + console) need tensorflow and tensorboard; where they are not
+importable (e.g. a bare accelerator image) the console and JSON-lines outputs still work.
+Only process 0 writes, so a multi-host job logs once.
+"""
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+
+def _to_python(value):
+  value = np.asarray(value)
+  return value.item() if value.ndim == 0 else value.tolist()
+
+
+class Writer:
+  """``write_scalars(step, {...})`` to clu (TensorBoard + log) and ``metrics.jsonl``."""
+
+  def __init__(self, logdir: str, enabled: bool | None = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.logdir = logdir
+    self._clu = None
+    self._jsonl = None
+    if not self.enabled:
+      return
+    os.makedirs(logdir, exist_ok=True)
+    self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a")
+    try:
+      from clu import metric_writers
+      self._clu = metric_writers.create_default_writer(logdir, asynchronous=False)
+    except ImportError as e:  # No tensorflow/tensorboard: console + JSON lines only.
+      logging.warning("clu metric writers unavailable (%s); logging to console and %s", e,
+                      os.path.join(logdir, "metrics.jsonl"))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    scalars = {k: _to_python(v) for k, v in scalars.items()}
+    if self._clu is not None:
+      self._clu.write_scalars(int(step), scalars)
+    else:
+      logging.info("[%d] %s", step, ", ".join(f"{k}={v:.5g}" for k, v in scalars.items()))
+    self._jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    if self.enabled and self._clu is not None:
+      self._clu.write_hparams(dict(hparams))
+
+  def close(self) -> None:
+    if self._clu is not None:
+      self._clu.close()
+    if self._jsonl is not None:
+      self._jsonl.close()
+
+
+class Progress:
+  """Logs step, steps/s, images/s and ETA at most every ``every_secs`` seconds."""
+
+  def __init__(self, total_steps: int, images_per_step: int, first_step: int = 0,
+               every_secs: float = 10.0, name: str = "train"):
+    self.total, self.images_per_step, self.every = total_steps, images_per_step, every_secs
+    self.name = name
+    self._t0 = self._last = time.perf_counter()
+    self._step0 = first_step
+
+  def update(self, step: int, force: bool = False) -> float:
+    """Reports if due; returns the steps/s since the first update."""
+    now = time.perf_counter()
+    rate = (step - self._step0) / max(now - self._t0, 1e-9)
+    if force or now - self._last >= self.every:
+      self._last = now
+      eta = (self.total - step) / rate if rate > 0 else float("inf")
+      logging.info("%s: step %d/%d (%.0f%%), %.2f steps/s, %.1f images/s, ETA %s", self.name,
+                   step, self.total, 100 * step / max(self.total, 1), rate,
+                   rate * self.images_per_step, _fmt_seconds(eta))
+    return rate
+
+  def reset_clock(self, step: int) -> None:
+    """Restarts timing (after compilation) so rates measure steady state."""
+    self._t0 = time.perf_counter()
+    self._step0 = step
+
+
+def _fmt_seconds(s: float) -> str:
+  if not np.isfinite(s):
+    return "?"
+  s = int(s)
+  return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
