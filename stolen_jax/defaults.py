@@ -44,3 +44,49 @@ def base_config(job: str) -> ml_collections.ConfigDict:
   """Top-level keys every config has."""
   return ml_collections.ConfigDict(dict(job=job, seed=0, multihost=False,
                                         compilation_cache=True))
+
+
+PAPER_STEAL_AUGMENT = "flip,jitter,grayscale"  # §V-A2: A without RandomResizedCrop
+
+
+def steal_block() -> ml_collections.ConfigDict:
+  """The paper's attack settings (§V-A2): ResNet-34 stolen encoder, surrogate = 5% of the
+  target's pretraining set drawn from ImageNet at 32x32, A = flip + jitter + grayscale,
+  d = ℓ2, λ = 20, e = 100, lr = 1e-3, S = 64 (Adam: the paper does not name the optimizer).
+
+  Defaults where the paper's text and its official code differ (reference notes):
+  ``normalize_features=True`` (the code L2-normalises both feature vectors; with it, d is
+  scale-free and λ = 20 balances L1 and L2 as in the released results), ``reduction='mean'``
+  (the code sums over the batch; with Adam the two differ only through Adam's epsilon),
+  ``bn_passes='separate'`` (the code's one BatchNorm pass per view).
+  """
+  return ml_collections.ConfigDict(dict(
+      variant="stolenencoder",
+      target=config_dict.placeholder(str),
+      surrogate="tfds:imagenet_resized/32x32", surrogate_split="train",
+      surrogate_size=config_dict.FieldReference(0.05, field_type=object),  # count or fraction
+      data_dir=config_dict.placeholder(str), image_size=32,
+      query_budget=config_dict.placeholder(int), query_batch_size=256,
+      arch="resnet34", width=1.0, dtype="float32",
+      lambda_=20.0, distance="l2", reduction="mean", normalize_features=True,
+      bn_passes="separate", augment=PAPER_STEAL_AUGMENT, aug=aug_block(),
+      epochs=100, batch_size=64,
+      optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9, schedule="constant",
+      eval_heldout=1000, heldout_split="validation",
+      steps_per_dispatch=0, checkpoint_every_epochs=10, log_every_steps=20))
+
+
+PAPER_DOWNSTREAM = "tfds:gtsrb,tfds:mnist,tfds:fashion_mnist,tfds:svhn_cropped"
+
+
+def probe_block() -> ml_collections.ConfigDict:
+  """Downstream classifiers (§V-A3): MLP 512-256, Adam 1e-4, batch 256, 500 epochs, on
+  GTSRB (the paper's default), MNIST, Fashion-MNIST and SVHN at 32x32."""
+  return ml_collections.ConfigDict(dict(
+      encoder=config_dict.placeholder(str), datasets=PAPER_DOWNSTREAM,
+      train_split="train", test_split="test", data_dir=config_dict.placeholder(str),
+      num_train=config_dict.placeholder(object), num_test=config_dict.placeholder(object),
+      image_size=32, hidden=(512, 256), dropout=0.0,
+      epochs=500, batch_size=256, optimizer="adam", lr=1e-4, weight_decay=0.0, momentum=0.9,
+      schedule="constant", feature_batch_size=512,
+      steps_per_dispatch=0, checkpoint_every_epochs=100))

@@ -14,7 +14,22 @@ def _pretrain(config, workdir):
   return pretrain.train(config.pretrain, os.path.join(workdir, "pretrain"), config.seed)
 
 
-JOBS = {"pretrain": _pretrain}
+def _steal(config, workdir):
+  from stolen_jax import steal
+  return steal.run(config, os.path.join(workdir, "steal"))
+
+
+def _probe(config, workdir):
+  from stolen_jax import probe
+  return probe.run(config, os.path.join(workdir, "probe"))
+
+
+def _pipeline(config, workdir):
+  from stolen_jax import pipeline
+  return pipeline.run(config, workdir)
+
+
+JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline}
 
 
 def validate(config) -> None:
@@ -23,6 +38,9 @@ def validate(config) -> None:
   from stolen_jax import augment, models, optim
   from stolen_jax.data import sources
   choose("job", config.job, JOBS)
+  if config.get("probe") is not None and config.job in ("probe", "pipeline"):
+    from stolen_jax import probe
+    probe.parse_datasets(config.probe.datasets)
   for block_name in ("pretrain", "steal"):
     block = config.get(block_name)
     if block is None:

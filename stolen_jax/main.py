@@ -21,7 +21,16 @@ def default_workdir(config_path: str) -> str:
   return os.path.join("workdir", stem)
 
 
+class _QuietLibraries:
+  """Drops INFO records of libraries (Orbax logs every file it writes) from the console."""
+  NOISY = ("/orbax/", "/absl/testing/", "/tensorflow_datasets/")
+
+  def filter(self, record) -> bool:
+    return record.levelno > 20 or not any(p in record.pathname for p in self.NOISY)
+
+
 def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from stolen_jax import jobs

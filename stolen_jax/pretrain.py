@@ -80,6 +80,16 @@ def simclr_step(state: train_lib.TrainState, batch, *, model, tx, augment, tempe
   return train_lib.apply_gradients(state, tx, grads, batch_stats), {"loss": loss}
 
 
+def make_trainer(cfg, total_steps: int):
+  """(model, optimizer, pure step function) of the pretraining ``cfg``."""
+  model = build_model(cfg)
+  tx = optim.make_optimizer(cfg, total_steps)
+  augment = augment_lib.make_augment(cfg.augment, augment_params(cfg))
+  step_fn = functools.partial(simclr_step, model=model, tx=tx, augment=augment,
+                              temperature=cfg.temperature)
+  return model, tx, step_fn
+
+
 def encoder_meta(cfg, encoder, stage: str, **extra) -> dict:
   """The JSON record that lets evaluation rebuild this encoder from its checkpoint."""
   return {"stage": stage, "arch": cfg.arch, "width": float(cfg.width), "dtype": cfg.dtype,
@@ -126,14 +136,9 @@ def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain") -> d
   data = sources.load(cfg.dataset, cfg.split, image_size=cfg.image_size,
                       num_examples=cfg.num_examples, seed=seed, data_dir=cfg.data_dir)
   logging.info("%s: %d images from %s", stage, len(data), data.name)
-  model = build_model(cfg)
-  total_steps = (len(data) // cfg.batch_size) * cfg.epochs
-  tx = optim.make_optimizer(cfg, total_steps)
+  model, tx, step_fn = make_trainer(cfg, (len(data) // cfg.batch_size) * cfg.epochs)
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed), sample, mesh)
-  augment = augment_lib.make_augment(cfg.augment, augment_params(cfg))
-  step_fn = functools.partial(simclr_step, model=model, tx=tx, augment=augment,
-                              temperature=cfg.temperature)
   images = parallel.put_replicated(data.images, mesh)
   monitor = make_knn_monitor(cfg, model.encoder, mesh, seed)
   writer = metrics.Writer(workdir)
@@ -150,7 +155,8 @@ def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain") -> d
       return {"knn_accuracy": acc}
     return {}
 
-  meta = encoder_meta(cfg, model.encoder, stage, method=cfg.method, dataset=cfg.dataset)
+  meta = encoder_meta(cfg, model.encoder, stage, method=cfg.method, dataset=cfg.dataset,
+                      num_images=len(data))
   result = train_lib.fit(
       state, step_fn, {"images": images}, num_examples=len(data), batch_size=cfg.batch_size,
       epochs=cfg.epochs, seed=seed, mesh=mesh, checkpoint_dir=os.path.join(workdir, "checkpoints"),
@@ -175,6 +181,7 @@ def _summary(workdir, meta, result: train_lib.FitResult, knn_init, num_images, w
       "resumed_from_step": result.resumed_from_step, "wall_s": round(wall_s, 2),
       "compile_s": round(result.compile_s, 2), "train_s": round(result.train_s, 2),
       "images_per_s": round(result.images_per_s, 1), "steps_per_s": round(result.steps_per_s, 3),
+      "complete": True,  # fit() returns only after the last epoch's checkpoint.
   }
   if "loss" in last:
     summary["final_loss"] = last["loss"]

@@ -128,13 +128,15 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
         checkpoint_every_epochs: int = 10, log_every_steps: int = 50,
         images_per_example: int = 1, max_to_keep: int = 2,
         on_epoch_end: Optional[Callable[[int, TrainState], dict]] = None,
+        data_for_epoch: Optional[Callable[[int], Any]] = None,
         name: str = "train") -> FitResult:
   """Trains ``state`` for ``epochs`` over ``data`` (a pytree of device arrays with leading
   axis ``num_examples``), resuming from the newest checkpoint in ``checkpoint_dir``.
 
   Checkpoints are written every ``checkpoint_every_epochs`` epochs and at the end; a loss
   that is not finite stops the run with TrainingDiverged. ``on_epoch_end(epoch, state)``
-  may return extra metrics (e.g. a kNN accuracy) to log.
+  may return extra metrics (e.g. a kNN accuracy) to log. ``data_for_epoch(epoch)``, if given,
+  supplies each epoch's data instead of ``data`` (same shapes; e.g. freshly queried answers).
   """
   steps_per_epoch = num_examples // batch_size
   if steps_per_epoch == 0:
@@ -168,6 +170,8 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   steps_done = 0
   if start_epoch < epochs:
     t0 = time.perf_counter()
+    if data_for_epoch is not None:
+      data = data_for_epoch(start_epoch)
     first = jax.device_put(indices_for(start_epoch)[0], index_sharding)
     run_chunk = make_chunk_fn(step_fn).lower(state, data, first).compile()
     compile_s = time.perf_counter() - t0
@@ -178,6 +182,8 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   for epoch in range(start_epoch, epochs):
     t_epoch = time.perf_counter()
     chunks = indices_for(epoch)
+    if data_for_epoch is not None and epoch != start_epoch:
+      data = data_for_epoch(epoch)
     outputs = []
     for c in range(len(chunks)):
       state, m = run_chunk(state, data, jax.device_put(chunks[c], index_sharding))

@@ -3,7 +3,7 @@
 They make the project run out of the box with no download, and they are rich enough for
 contrastive learning to learn something measurable:
 
-* ``shapes``   10 classes of shapes and patterns (circle, ring, square, diamond, triangle,
+* ``shapes``   10 classes of shapes and patterns (circle, ring, square, half-disc, triangle,
                cross, ellipse, stripes, checker, dots) in random colours, sizes, positions
                and rotations over noisy gradient backgrounds: the provider's pretraining set.
 * ``textures`` 5 kinds of colourful texture (plasma, blobs, waves, lines, gradients) that
@@ -36,7 +36,11 @@ def _smooth_step(dist, softness=0.08):
   return 1.0 / (1.0 + np.exp(np.clip(dist / softness, -30, 30)))
 
 
-_SHAPES = ("circle", "ring", "square", "diamond", "triangle", "cross", "ellipse", "stripes",
+_PALETTE = np.array([[0.9, 0.1, 0.1], [0.1, 0.7, 0.2], [0.15, 0.3, 0.9], [0.95, 0.85, 0.1],
+                     [0.6, 0.2, 0.8], [0.1, 0.8, 0.85], [0.95, 0.95, 0.95], [0.1, 0.1, 0.1]],
+                    np.float32)
+
+_SHAPES = ("circle", "ring", "square", "halfdisc", "triangle", "cross", "ellipse", "stripes",
            "checker", "dots")
 
 
@@ -48,8 +52,8 @@ def _shape_mask(kind, u, v, rng, n):
     return _smooth_step(np.abs(rho - 0.75) - 0.25)
   if kind == "square":
     return _smooth_step(np.maximum(np.abs(u), np.abs(v)) - 0.8)
-  if kind == "diamond":
-    return _smooth_step(np.abs(u) + np.abs(v) - 1.0)
+  if kind == "halfdisc":
+    return _smooth_step(np.maximum(rho - 1.0, -v))
   if kind == "triangle":
     return _smooth_step(np.maximum(2 * np.abs(u) - 1 - v, v - 0.7) / 2)
   if kind == "cross":
@@ -92,11 +96,14 @@ def make_shapes(n: int, seed: int):
     sel = labels == k
     if sel.any():
       mask[sel] = _shape_mask(kind, u[sel], v[sel], rng, int(sel.sum()))
-  background = _background(rng, n, yy, xx)
-  foreground = _col(rng, n)
-  # Keep the shape visible: push the foreground away from the background's mean colour.
-  too_close = np.abs(foreground - background.mean((1, 2), keepdims=True)).sum(-1, keepdims=True) < 0.6
-  foreground = np.where(too_close, 1.0 - foreground, foreground)
+  # Colours come from a small palette, independent of the class: colour alone then cannot
+  # tell instances apart, so contrastive learning has to pick up shape.
+  fg_idx = rng.integers(0, len(_PALETTE), n)
+  bg_idx = (fg_idx + rng.integers(1, len(_PALETTE), n)) % len(_PALETTE)
+  foreground = _PALETTE[fg_idx][:, None, None, :]
+  angle_bg = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
+  ramp = ((np.cos(angle_bg) * xx + np.sin(angle_bg) * yy) * 0.15)[..., None]
+  background = np.clip(_PALETTE[bg_idx][:, None, None, :] + ramp, 0, 1)
   image = background * (1 - mask[..., None]) + foreground * mask[..., None]
   image += rng.normal(0, 0.04, image.shape).astype(np.float32)
   return _to_uint8(image), labels.astype(np.int32)

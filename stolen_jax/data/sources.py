@@ -127,6 +127,8 @@ def _load_folder(path: str, split_name: str):
 
 def _load_tfds(name: str, split: str, data_dir, image_key: str, label_key: str, download: bool):
   import tensorflow_datasets as tfds
+  if name.split("/")[0].split(":")[0] == "gtsrb":
+    from stolen_jax.data import gtsrb  # noqa: F401  (registers the builder with TFDS)
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:

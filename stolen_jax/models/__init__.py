@@ -7,6 +7,7 @@ Every encoder maps float images (N,H,W,3) in [0,1] to features (N, D) and expose
 import functools
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -14,6 +15,8 @@ from stolen_jax.errors import choose
 from stolen_jax.models import resnet
 
 _REGISTRY: dict[str, Callable[..., Any]] = {
+    # One basic block per stage: the "small ResNet" of CPU benchmarks and demos.
+    "resnet10": functools.partial(resnet.ResNet, stage_sizes=(1, 1, 1, 1)),
     "resnet18": functools.partial(resnet.ResNet, stage_sizes=(2, 2, 2, 2)),
     "resnet34": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3)),
     "resnet50": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3),
@@ -40,3 +43,12 @@ def param_count(module, image_size: int = 32) -> int:
   shapes = jax.eval_shape(
       lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3))))
   return sum(int(jnp.prod(jnp.array(x.shape))) for x in jax.tree_util.tree_leaves(shapes["params"]))
+
+
+class Holder(nn.Module):
+  """Holds an encoder under the name ``encoder``, so every trainer's checkpoint keeps the
+  encoder's variables at ``params['encoder']`` (what evaluation restores)."""
+  encoder: nn.Module
+
+  def __call__(self, x, train: bool = False):
+    return self.encoder(x, train)

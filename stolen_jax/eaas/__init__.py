@@ -1,0 +1,12 @@
+"""Encoder-as-a-service: the target encoder behind a metered query API.
+
+``QueryService`` answers ``query(images) -> features``, counts one query per image,
+enforces a budget and applies the provider's defense; ``FeatureCache`` keeps the
+attacker's paid answers on disk so that nothing paid for is ever paid again.
+"""
+
+from stolen_jax.eaas.cache import FeatureCache, query_with_cache
+from stolen_jax.eaas.service import QueryBudgetExceeded, QueryService, from_checkpoint
+
+__all__ = ["FeatureCache", "query_with_cache", "QueryBudgetExceeded", "QueryService",
+           "from_checkpoint"]

@@ -1,0 +1,79 @@
+"""The provider's side of an EaaS API: answers feature queries, counts and bills them."""
+
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from stolen_jax.errors import UserError
+
+FeaturesFn = Callable[[np.ndarray], np.ndarray]
+Defense = Callable[[np.ndarray], np.ndarray]
+
+
+class QueryBudgetExceeded(UserError):
+  """A request would take the caller past its query budget; nothing was answered."""
+
+
+def identity_defense(features: np.ndarray) -> np.ndarray:
+  """No defense: the target's features as they are."""
+  return features
+
+
+class QueryService:
+  """Wraps a target ``features_fn`` (uint8 images -> features) as a metered API.
+
+  * one query per image answered; ``queries_used`` counts them over the service's life,
+    including earlier processes when ``log_path`` persists the log;
+  * ``budget`` (None = unlimited): a request that would exceed it is refused whole, before
+    anything is computed;
+  * ``defense`` maps the true features to the answered ones, so every consumer of the
+    service (the steal, the target's downstream probe) sees the same perturbed answers.
+  """
+
+  def __init__(self, features_fn: FeaturesFn, *, budget: Optional[int] = None,
+               defense: Defense = identity_defense, log_path: Optional[str] = None):
+    self._features_fn = features_fn
+    self.budget = budget
+    self.defense = defense
+    self.log_path = log_path
+    self.queries_used = 0
+    self.requests = 0
+    if log_path and os.path.exists(log_path):
+      with open(log_path) as f:
+        for line in f:
+          self.queries_used += json.loads(line)["count"]
+          self.requests += 1
+
+  @property
+  def remaining(self) -> Optional[int]:
+    return None if self.budget is None else self.budget - self.queries_used
+
+  def query(self, images: np.ndarray) -> np.ndarray:
+    """Features of ``images`` (uint8, N x H x W x 3) as the API answers them; costs N queries."""
+    n = len(images)
+    if self.budget is not None and self.queries_used + n > self.budget:
+      raise QueryBudgetExceeded(
+          f"query of {n} images refused: {self.queries_used} of the budget of {self.budget} "
+          f"queries are used, {self.budget - self.queries_used} remain")
+    t0 = time.perf_counter()
+    answers = np.asarray(self.defense(np.asarray(self._features_fn(images), np.float32)), np.float32)
+    self.queries_used += n
+    self.requests += 1
+    if self.log_path:
+      with open(self.log_path, "a") as f:
+        f.write(json.dumps({"count": n, "total": self.queries_used, "time": time.time(),
+                            "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
+    return answers
+
+
+def from_checkpoint(path: str, mesh, *, budget=None, defense: Defense = identity_defense,
+                    log_path=None, batch_size: int = 512):
+  """A QueryService over the encoder restored from an Orbax checkpoint, and its meta."""
+  from stolen_jax import checkpoint, features
+  encoder, variables, meta = checkpoint.restore_encoder(path)
+  feature_fn = features.make_feature_fn(encoder)
+  features_fn = lambda images: features.extract(feature_fn, variables, images, mesh, batch_size)
+  return QueryService(features_fn, budget=budget, defense=defense, log_path=log_path), meta

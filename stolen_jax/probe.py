@@ -1,0 +1,191 @@
+"""Downstream probes (§V-A3): an MLP on frozen encoder features, and the paper's metrics.
+
+The classifier is fully connected with hidden layers 512 and 256 (ReLU) and a softmax
+output, trained with Adam (lr 1e-4, batch 256, 500 epochs). Features are extracted once
+per (encoder, dataset) and cached; training is data parallel over the mesh, the feature
+arrays living on device (the design card's "pmap-based probes", written as jit over a
+``'data'`` mesh). TA/SA (Eq. 8, 9), plus fidelity: mean cosine similarity between target
+and stolen features and the agreement of the two classifiers' predictions.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from stolen_jax import checkpoint, features, losses, metrics, optim, parallel, train_lib
+from stolen_jax.data import sources
+from stolen_jax.errors import ConfigError
+
+
+class MLPClassifier(nn.Module):
+  """Dense(512) -> ReLU -> Dense(256) -> ReLU -> Dense(classes); softmax in the loss."""
+  num_classes: int
+  hidden: Sequence[int] = (512, 256)
+  dropout: float = 0.0  # The paper's text has none; the official code uses 0.5.
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+      if self.dropout:
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes)(x)
+
+
+def probe_step(state: train_lib.TrainState, batch, *, model, tx):
+  """One cross-entropy update of the classifier on a batch of (features, labels)."""
+  key = train_lib.step_key(state)
+
+  def loss_fn(params):
+    logits = model.apply({"params": params}, batch["features"], train=True, rngs={"dropout": key})
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+    return loss, jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
+
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return train_lib.apply_gradients(state, tx, grads, state.batch_stats), {"loss": loss, "accuracy": accuracy}
+
+
+def predict(model, params, feats: np.ndarray, mesh, batch_size: int = 4096) -> np.ndarray:
+  """Predicted classes for ``feats``."""
+  apply = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
+  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
+  out = []
+  for start in range(0, len(feats), batch_size):
+    chunk = feats[start:start + batch_size]
+    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+    out.append(apply(params, parallel.put_sharded(padded, mesh))[:len(chunk)])
+  return np.concatenate(jax.device_get(out)) if out else np.zeros((0,), np.int32)
+
+
+def train_classifier(train_f, train_y, test_f, test_y, num_classes: int, cfg, workdir: str,
+                     mesh, seed: int) -> dict:
+  """Trains the MLP on (train_f, train_y); returns test accuracy and predictions."""
+  model = MLPClassifier(num_classes, tuple(cfg.hidden), cfg.dropout)
+  batch_size = min(cfg.batch_size, len(train_f) - len(train_f) % mesh.size)
+  tx = optim.make_optimizer(cfg, (len(train_f) // batch_size) * cfg.epochs)
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed), jnp.zeros((1, train_f.shape[1])), mesh)
+  data = {"features": parallel.put_replicated(train_f.astype(np.float32), mesh),
+          "labels": parallel.put_replicated(train_y.astype(np.int32), mesh)}
+  writer = metrics.Writer(workdir)
+  result = train_lib.fit(
+      state, functools.partial(probe_step, model=model, tx=tx), data, num_examples=len(train_f),
+      batch_size=batch_size, epochs=cfg.epochs, seed=seed, mesh=mesh,
+      checkpoint_dir=os.path.join(workdir, "checkpoints"), meta={"stage": "probe"}, writer=writer,
+      steps_per_dispatch=cfg.steps_per_dispatch, checkpoint_every_epochs=cfg.checkpoint_every_epochs,
+      log_every_steps=max(1, len(train_f) // batch_size), max_to_keep=1, name="probe")
+  writer.close()
+  predictions = predict(model, result.state.params, test_f.astype(np.float32), mesh)
+  return {"accuracy": float(np.mean(predictions == test_y)), "predictions": predictions,
+          "train_accuracy": result.history[-1]["accuracy"] if result.history else None,
+          "train_s": result.train_s, "epochs_per_s": (len(result.history) / result.train_s
+                                                      if result.train_s else None)}
+
+
+def dataset_slug(spec: str) -> str:
+  """'tfds:svhn_cropped' -> 'svhn_cropped'; a path -> its last component."""
+  _, target = sources.parse_spec(spec)
+  return os.path.basename(os.path.normpath(target)).replace("/", "_").replace(".", "_") or "data"
+
+
+def load_downstream(spec: str, cfg, seed: int):
+  """(train, test) ImageSets of a downstream dataset at the probe's image size."""
+  kw = dict(image_size=cfg.image_size, data_dir=cfg.data_dir, seed=seed)
+  train = sources.load(spec, cfg.train_split, num_examples=cfg.num_train, **kw)
+  test = sources.load(spec, cfg.test_split, num_examples=cfg.num_test, **kw)
+  if train.labels is None or test.labels is None:
+    raise ConfigError(f"downstream dataset {spec} has no labels")
+  return train, test
+
+
+def cached_features(path: str, compute: Callable[[], tuple]) -> tuple:
+  """(train_f, test_f) from ``path`` if present, else computed and saved."""
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return f["train"], f["test"]
+  train_f, test_f = compute()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, train=train_f, test=test_f)
+  os.replace(tmp, path)
+  return train_f, test_f
+
+
+def encoder_features_fn(path: str, mesh, batch_size: int = 512):
+  """images -> features of the encoder checkpointed at ``path``, and its meta."""
+  encoder, variables, meta = checkpoint.restore_encoder(path)
+  fn = features.make_feature_fn(encoder)
+  return (lambda images: features.extract(fn, variables, images, mesh, batch_size)), meta
+
+
+def probe_one(name: str, features_fn, train, test, cfg, workdir: str, mesh, seed: int) -> dict:
+  """Features of ``train``/``test`` through ``features_fn`` (cached), then the classifier
+  (skipped when its result exists). Returns accuracy, predictions and test features."""
+  out_dir = os.path.join(workdir, name)
+  train_f, test_f = cached_features(os.path.join(out_dir, "features.npz"),
+                                    lambda: (features_fn(train.images), features_fn(test.images)))
+  result_path = os.path.join(out_dir, "result.json")
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    result["predictions"] = np.load(os.path.join(out_dir, "predictions.npy"))
+  else:
+    num_classes = max(train.num_classes or 0, int(train.labels.max()) + 1, int(test.labels.max()) + 1)
+    result = train_classifier(train_f, train.labels, test_f, test.labels, num_classes, cfg,
+                              out_dir, mesh, seed)
+    np.save(os.path.join(out_dir, "predictions.npy"), result["predictions"])
+    with open(result_path, "w") as f:
+      json.dump({k: v for k, v in result.items() if k != "predictions"}, f, indent=2)
+  logging.info("probe %s: test accuracy %.4f", name, result["accuracy"])
+  return {**result, "test_features": test_f}
+
+
+def fidelity(target: dict, stolen: dict) -> dict:
+  """Mean cosine similarity of target vs stolen test features and prediction agreement."""
+  cos = -float(losses.distance("cosine", jnp.asarray(target["test_features"]),
+                               jnp.asarray(stolen["test_features"])))
+  agreement = float(np.mean(target["predictions"] == stolen["predictions"]))
+  return {"cosine_similarity": cos, "agreement": agreement}
+
+
+def run(config, workdir: str, mesh=None) -> dict:
+  """``job='probe'``: probes the encoder at ``probe.encoder`` on every downstream dataset."""
+  cfg = config.probe
+  if not cfg.encoder:
+    raise ConfigError("probe.encoder is required: the path of an Orbax checkpoint of an "
+                      "encoder (target or stolen), e.g. <workdir>/steal/checkpoints")
+  mesh = mesh or parallel.make_mesh()
+  features_fn, meta = encoder_features_fn(cfg.encoder, mesh, cfg.feature_batch_size)
+  rows = []
+  for spec in parse_datasets(cfg.datasets):
+    train, test = load_downstream(spec, cfg, config.seed)
+    t0 = time.perf_counter()
+    result = probe_one(os.path.join(dataset_slug(spec), "encoder"), features_fn, train, test, cfg,
+                       workdir, mesh, config.seed)
+    rows.append({"dataset": spec, "accuracy": result["accuracy"], "num_train": len(train),
+                 "num_test": len(test), "seconds": round(time.perf_counter() - t0, 2)})
+  summary = {"encoder": os.path.abspath(cfg.encoder), "arch": meta["arch"], "results": rows}
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  for row in rows:
+    print(f"{row['dataset']}: accuracy {100 * row['accuracy']:.2f}%")
+  return summary
+
+
+def parse_datasets(spec) -> list[str]:
+  """'tfds:mnist,tfds:svhn_cropped' or a sequence -> validated list of dataset specs."""
+  items = spec.split(",") if isinstance(spec, str) else list(spec)
+  items = [s.strip() for s in items if s.strip()]
+  if not items:
+    raise ConfigError("probe.datasets is empty: name at least one downstream dataset")
+  for s in items:
+    sources.parse_spec(s)
+  return items

@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_pretrain_block
+from stolen_jax import defaults, jobs
+from stolen_jax.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args):
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "stolen_jax.main", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_cli_typo_key_is_rejected_clearly(tmp_path):
+  r = _cli("--config=configs/demo.py", "--config.pretrain.epohcs=3", f"--workdir={tmp_path}")
+  assert r.returncode != 0
+  assert "epohcs" in r.stderr
+  assert "Traceback" not in r.stderr
+
+
+def test_cli_unknown_arch_names_the_choices(tmp_path):
+  r = _cli("--config=configs/demo.py", "--config.pretrain.arch=resnet19", f"--workdir={tmp_path}")
+  assert r.returncode == 2
+  assert "unknown pretrain.arch 'resnet19'" in r.stderr and "resnet34" in r.stderr
+  assert "Traceback" not in r.stderr
+
+
+def _config(**pretrain):
+  config = defaults.base_config("pretrain")
+  config.pretrain = tiny_pretrain_block(**pretrain)
+  return config
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(job="fly"), "unknown job 'fly'"),
+    (dict(pretrain=dict(augment="flip,blur")), "unknown augmentation 'blur'"),
+    (dict(pretrain=dict(dataset="imagenet")), "bad dataset 'imagenet'"),
+    (dict(pretrain=dict(optimizer="lamb")), "unknown pretrain.optimizer 'lamb'"),
+])
+def test_bad_config_values_fail_before_work(change, message, tmp_path):
+  config = _config(**change.get("pretrain", {}))
+  if "job" in change:
+    config.job = change["job"]
+  with pytest.raises(ConfigError, match=message):
+    jobs.run(config, str(tmp_path))
+
+
+def test_default_workdir():
+  from stolen_jax.main import default_workdir
+  assert default_workdir("configs/steal_cifar10.py") == os.path.join("workdir", "steal_cifar10")
+  assert default_workdir("configs/demo.py:small") == os.path.join("workdir", "demo")

@@ -1,0 +1,89 @@
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_steal_config
+from stolen_jax import augment as augment_lib, optim, parallel, pretrain, steal, train_lib
+from stolen_jax.eaas import QueryBudgetExceeded
+from stolen_jax.errors import ConfigError
+
+
+def test_steal_pays_surrogate_size_once_and_rerun_pays_zero(tiny_target, tmp_path):
+  config = tiny_steal_config(tiny_target)
+  s1 = steal.run(config, str(tmp_path))
+  assert s1["queries"] == 48 and s1["queries_this_run"] == 48
+  assert s1["final_step"] == 2 * (48 // 16)
+  assert s1["normalize_features"] is True and s1["reduction"] == "mean"
+  # A rerun of a finished steal: no new query, no new training.
+  s2 = steal.run(config, str(tmp_path))
+  assert s2["queries_this_run"] == 0 and s2["queries"] == 48
+  assert s2["resumed_from_step"] == s1["final_step"]
+
+
+def test_query_aug_pays_e_plus_one_times_d(tiny_target, tmp_path):
+  config = tiny_steal_config(tiny_target, variant="query_aug", epochs=3, surrogate_size=32)
+  summary = steal.run(config, str(tmp_path))
+  assert summary["queries"] == (3 + 1) * 32
+
+
+def test_budget_too_small_fails_before_training(tiny_target, tmp_path):
+  config = tiny_steal_config(tiny_target, query_budget=40)
+  with pytest.raises(QueryBudgetExceeded):
+    steal.run(config, str(tmp_path))
+  paid = sum(json.loads(l)["count"] for l in open(tmp_path / "queries.jsonl"))
+  assert paid <= 40
+
+
+def test_surrogate_size_as_fraction_of_target_set(tiny_target):
+  assert steal.surrogate_count(0.5, {"num_images": 64}) == 32
+  assert steal.surrogate_count(7, {}) == 7
+  with pytest.raises(ConfigError):
+    steal.surrogate_count(0.5, {})
+
+
+def test_missing_target_is_a_config_error(tmp_path):
+  config = tiny_steal_config(None)
+  with pytest.raises(ConfigError, match="steal.target is required"):
+    steal.run(config, str(tmp_path))
+
+
+def test_tiny_steal_fits_the_target(tiny_target, tmp_path):
+  config = tiny_steal_config(tiny_target, epochs=12, surrogate_size=64, lr=1e-2, eval_heldout=64)
+  summary = steal.run(config, str(tmp_path))
+  l1 = [h["l1"] for h in summary["history"]]
+  assert l1[-1] < l1[0] / 2, l1
+  heldout = summary["heldout"]
+  print(heldout)
+  assert heldout["stolen_l2_normalized"] < 0.5 * heldout["random_l2_normalized"], heldout
+  assert heldout["stolen_cosine"] > heldout["random_cosine"]
+
+
+@pytest.mark.parametrize("variant_batch", ["standard", "query_aug"])
+def test_steal_step_sharded_equals_unsharded(mesh1, mesh8, variant_batch):
+  config = tiny_steal_config("unused")
+  cfg = config.steal
+  rng = np.random.default_rng(0)
+  batch = {"images": rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
+           "target": rng.normal(size=(16, 32)).astype(np.float32)}
+  if variant_batch == "query_aug":
+    batch["images_aug"] = rng.uniform(size=(16, 16, 16, 3)).astype(np.float32)
+    batch["target_aug"] = rng.normal(size=(16, 32)).astype(np.float32)
+  results = []
+  for mesh in (mesh1, mesh8):
+    model = steal.build_stolen_model(cfg)
+    tx = optim.make_optimizer(cfg)
+    state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), mesh)
+    step = jax.jit(functools.partial(
+        steal.steal_step, model=model, tx=tx, lambda_=20.0, distance="l2", reduction="mean",
+        normalize=True, bn_passes="separate",
+        augment=augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))))
+    state, metrics = step(state, {k: parallel.put_sharded(v, mesh) for k, v in batch.items()})
+    results.append((jax.device_get(state.params), jax.device_get(metrics)))
+  (p1, m1), (p8, m8) = results
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m8[k], rtol=1e-5)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p8)
