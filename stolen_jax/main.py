@@ -35,7 +35,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from stolen_jax import jobs
   from stolen_jax.errors import UserError
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    config.get("job")  # A config that failed to load raises on first use.
+  except OSError as e:  # The config file is missing or failed to load.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("job=%s workdir=%s", config.job, os.path.abspath(workdir))
   try:
@@ -45,9 +50,24 @@ def main(argv):
     sys.exit(2)
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with config override errors (a misspelt key, a value of the wrong
+  type) reported as one line instead of ml_collections' traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    message = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+  print(f"error: bad command line: {message}", file=sys.stderr)
+  print("usage: python -m stolen_jax.main --config=configs/<x>.py [--workdir=DIR] "
+        "[--config.<key>=<value> ...]", file=sys.stderr)
+  sys.exit(2)
+
+
 def run():
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ def mesh8():
 
 
 def tiny_pretrain_block(**overrides) -> ml_collections.ConfigDict:
-  """A SimCLR block small enough for CPU tests: width-1/16 ResNet-18 at 16 px."""
+  """A SimCLR block small enough for CPU tests: width-1/16 ResNet-10 at 16 px."""
   p = defaults.pretrain_block()
   p.dataset = "embedded:shapes"
   p.num_examples = 64
   p.image_size = 16
-  p.arch, p.width = "resnet18", 0.0625
+  p.arch, p.width = "resnet10", 0.0625
   p.proj_hidden, p.proj_dim = 32, 16
   p.epochs, p.batch_size = 2, 16
   p.knn.enabled = False
@@ -54,7 +54,7 @@ def tiny_steal_config(target: str, **overrides) -> ml_collections.ConfigDict:
   s.surrogate, s.surrogate_split, s.heldout_split = "embedded:textures", "train", "test"
   s.surrogate_size = 48
   s.image_size = 16
-  s.arch, s.width = "resnet18", 0.0625
+  s.arch, s.width = "resnet10", 0.0625
   s.epochs, s.batch_size = 2, 16
   s.query_batch_size = 16
   s.eval_heldout = 0

@@ -42,7 +42,7 @@ def test_composition_shapes_range_and_keys():
 
 
 def test_view_depends_on_position_not_batch_size():
-  aug = A.make_augment("crop,jitter", A.AugmentParams(image_size=16))
+  aug = jax.jit(A.make_augment("crop,jitter", A.AugmentParams(image_size=16)))
   x = images(8)
   np.testing.assert_allclose(aug(x, jax.random.PRNGKey(4))[:4], aug(x[:4], jax.random.PRNGKey(4)),
                              atol=1e-6)

@@ -55,3 +55,8 @@ def test_default_workdir():
   from stolen_jax.main import default_workdir
   assert default_workdir("configs/steal_cifar10.py") == os.path.join("workdir", "steal_cifar10")
   assert default_workdir("configs/demo.py:small") == os.path.join("workdir", "demo")
+
+
+def test_cli_missing_config_file(tmp_path):
+  r = _cli("--config=configs/no_such_config.py", f"--workdir={tmp_path}")
+  assert r.returncode == 2 and "no_such_config.py" in r.stderr and "Traceback" not in r.stderr

@@ -20,10 +20,10 @@ def test_tiny_forward_shapes(name):
   model = models.get(name, width=0.0625)
   x = jnp.zeros((2, 32, 32, 3))
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
-  y, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  assert y.shape == (2, model.feature_dim)
+  y, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+  assert y.shape == (2, model.feature_dim) and bool(jnp.all(jnp.isfinite(y)))
   assert "batch_stats" in updates
-  assert model.apply(variables, x, train=False).shape == (2, model.feature_dim)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x), variables, x).shape == (2, model.feature_dim)
 
 
 def test_unknown_arch_names_choices():

@@ -18,15 +18,15 @@ def _params(path):
 
 
 def test_tiny_simclr_loss_falls(tmp_path):
-  cfg = tiny_pretrain_block(epochs=6, lr=3e-3, num_examples=32, batch_size=16)
+  cfg = tiny_pretrain_block(epochs=10, lr=1e-2, num_examples=16, batch_size=16)
   summary = pretrain.train(cfg, str(tmp_path), seed=0)
   losses = [h["loss"] for h in summary["history"]]
-  assert losses[-1] < losses[0] - 0.05, losses
-  assert summary["final_step"] == 12
+  assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
+  assert summary["final_step"] == 10
   lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert any("loss" in l for l in lines)
   _, meta = _params(tmp_path)
-  assert meta["arch"] == "resnet18" and meta["feature_dim"] == 32
+  assert meta["arch"] == "resnet10" and meta["feature_dim"] == 32 and meta["num_images"] == 16
 
 
 def test_resume_equals_uninterrupted(tmp_path):

@@ -134,7 +134,7 @@ def _load_tfds(name: str, split: str, data_dir, image_key: str, label_key: str, 
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DataError(f"TFDS has no dataset {name!r} ({str(e).splitlines()[0]})") from None
   try:
-    data = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=download)
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
   except ValueError as e:  # Bad split names surface here.
     raise ConfigError(f"TFDS {name}: {e}") from None
   except Exception as e:  # Not prepared and the download failed (e.g. no internet).
@@ -146,7 +146,12 @@ def _load_tfds(name: str, split: str, data_dir, image_key: str, label_key: str, 
         f"data_dir='DIR').download_and_prepare()\"`), copy DIR here and pass "
         f"data_dir=DIR in the config; manual-download datasets also need their archives in "
         f"DIR/downloads/manual.") from None
-  data = tfds.as_numpy(data)
+  # Batched iteration rather than batch_size=-1, whose single-element path aborts the
+  # process under tfds.testing.mock_data (tensorflow 2.21, tfds 4.9.10).
+  parts = list(tfds.as_numpy(dataset.batch(8192)))
+  if not parts:
+    raise DataError(f"TFDS {name} split {split!r} is empty")
+  data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   if image_key not in data:
     raise DataError(f"TFDS {name} has no feature {image_key!r}; features: {sorted(data)}")
   labels = data.get(label_key)

@@ -41,6 +41,8 @@ class QueryService:
     self.log_path = log_path
     self.queries_used = 0
     self.requests = 0
+    if log_path:
+      os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     if log_path and os.path.exists(log_path):
       with open(log_path) as f:
         for line in f:
