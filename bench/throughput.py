@@ -12,8 +12,13 @@ PyTorch release's figures measured on a 2-core CPU (shared/paper/reference-notes
 """
 
 import json
+import os
 import resource
+import sys
 import time
+
+# Runnable from a checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +26,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from stolen_jax import parallel, pretrain, runtime, steal, train_lib
+from stolen_jax import parallel, pretrain, runtime, steal, train_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
 _STAGE = flags.DEFINE_enum("stage", "pretrain", ["pretrain", "steal"], "Which train step.")
