@@ -17,6 +17,7 @@ run() { echo "== $*"; timeout 240 python3 bench/throughput.py "$@" 2>&1 | grep -
   run --config=configs/steal_cifar10.py --stage=steal --steps=128 --config.steal.arch=resnet18
   run --config=configs/steal_cifar10.py --stage=steal --steps=128 --config.steal.arch=resnet10 --config.steal.width=0.25
 } 2>&1 | tee "$out/throughput.txt"
+[ -n "${SKIP_DEMO:-}" ] && exit 0
 echo "== demo pipeline"
 start=$SECONDS
 timeout 300 python3 -m stolen_jax.main --config=configs/demo.py --workdir="$out/demo" 2>&1 \

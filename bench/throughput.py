@@ -70,8 +70,10 @@ def main(argv):
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), sample, mesh)
   k = train_lib.default_steps_per_dispatch(_DISPATCH.value)
   steps = max(k, _STEPS.value - _STEPS.value % k)
-  idx = np.stack([train_lib.epoch_permutation(0, e, n, batch) for e in range(steps // 4 + 2)])
-  idx = idx.reshape(-1, batch)[:steps + k].reshape(-1, k, batch)
+  rows_needed = steps + k  # One warm-up chunk, then the timed steps.
+  idx = np.concatenate([train_lib.epoch_permutation(0, e, n, batch)
+                        for e in range(-(-rows_needed // (n // batch)))])
+  idx = idx[:rows_needed].reshape(-1, k, batch)
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS))
   idx = [jax.device_put(i, sharding) for i in idx]
   t0 = time.perf_counter()
