@@ -2,7 +2,8 @@
 
   python bench/throughput.py --config=configs/pretrain_simclr_cifar10.py --stage=pretrain
   python bench/throughput.py --config=configs/steal_cifar10.py --stage=steal --steps=20
-  python bench/throughput.py --config=configs/demo.py --stage=steal --config.steal.arch=resnet34
+  python bench/throughput.py --config=configs/pretrain_moco_cifar10.py --stage=pretrain
+  python bench/throughput.py --config=configs/demo.py --stage=steal --config.steal.arch=vgg19_bn
 
 Runs the trainer's own jitted step (the same ``make_trainer`` the jobs use) on random
 uint8 data kept on device, data-parallel over every device, and prints: compile seconds,
@@ -67,7 +68,8 @@ def main(argv):
             "target": parallel.put_replicated(rng.normal(size=(n, dim)).astype(np.float32), mesh)}
     views = 1 if cfg.lambda_ == 0 else 2
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
-  state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), sample, mesh)
+  extra = pretrain.initial_extra(cfg, 0) if _STAGE.value == "pretrain" else None
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), sample, mesh, extra=extra)
   k = train_lib.default_steps_per_dispatch(_DISPATCH.value)
   steps = max(k, _STEPS.value - _STEPS.value % k)
   rows_needed = steps + k  # One warm-up chunk, then the timed steps.
@@ -77,7 +79,8 @@ def main(argv):
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS))
   idx = [jax.device_put(i, sharding) for i in idx]
   t0 = time.perf_counter()
-  run = train_lib.make_chunk_fn(step_fn).lower(state, data, idx[0]).compile()
+  shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+  run = train_lib.make_chunk_fn(step_fn, shardings, mesh).lower(state, data, idx[0]).compile()
   compile_s = time.perf_counter() - t0
   state, m = run(state, data, idx[0])  # Warm-up.
   jax.block_until_ready(m)

@@ -79,7 +79,8 @@ def restore_encoder(path: str):
   state, meta = read(path)
   if "arch" not in meta:
     raise CheckpointError(f"checkpoint {path!r} does not describe an encoder (meta: {meta})")
-  encoder = models.get(meta["arch"], width=meta.get("width", 1.0), dtype=meta.get("dtype", "float32"))
+  encoder = models.get(meta["arch"], width=meta.get("width", 1.0), dtype=meta.get("dtype", "float32"),
+                       out_dim=meta.get("feature_dim"))
   variables = {"params": state["params"]["encoder"],
                "batch_stats": state.get("batch_stats", {}).get("encoder", {})}
   return encoder, jax.tree_util.tree_map(jax.numpy.asarray, variables), meta

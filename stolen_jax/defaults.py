@@ -25,6 +25,13 @@ def knn_block() -> ml_collections.ConfigDict:
       k=200, temperature=0.1, every_epochs=10))
 
 
+def moco_block() -> ml_collections.ConfigDict:
+  """MoCo's own settings (the paper gives none): the MoCo v2 CIFAR recipe, K=4096 keys,
+  momentum 0.99, temperature 0.1; BatchNorm in 8 shuffled groups (shuffle-BN, 8 GPUs)."""
+  return ml_collections.ConfigDict(dict(queue_size=4096, momentum=0.99, temperature=0.1,
+                                        bn_groups=8))
+
+
 def pretrain_block() -> ml_collections.ConfigDict:
   """The paper's target pretraining (§V-A1): SimCLR, ResNet-18, batch 256, Adam 1e-3, 1000 epochs."""
   return ml_collections.ConfigDict(dict(
@@ -34,7 +41,7 @@ def pretrain_block() -> ml_collections.ConfigDict:
       arch="resnet18", width=1.0, dtype="float32",
       epochs=1000, batch_size=256,
       optimizer="adam", lr=1e-3, weight_decay=1e-6, momentum=0.9, schedule="constant",
-      temperature=0.5, proj_hidden=512, proj_dim=128,
+      temperature=0.5, proj_hidden=512, proj_dim=128, moco=moco_block(),
       augment=PAPER_PRETRAIN_AUGMENT, aug=aug_block(), knn=knn_block(),
       steps_per_dispatch=0,  # 0: auto (1 on CPU, 64 on accelerators)
       checkpoint_every_epochs=10, log_every_steps=50))

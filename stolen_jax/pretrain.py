@@ -23,19 +23,23 @@ from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError, choose
 from stolen_jax.models.resnet import batch_norm
 
-METHODS = ("simclr",)
+METHODS = ("simclr", "moco")
 
 
 class ProjectionHead(nn.Module):
-  """SimCLR's MLP head with one hidden layer: Dense -> BN -> ReLU -> Dense."""
+  """MLP head with one hidden layer: Dense -> BN -> ReLU -> Dense (SimCLR's); MoCo v2's has
+  no BatchNorm (``use_bn=False``): Dense -> ReLU -> Dense."""
   hidden: int = 512
   out: int = 128
   dtype: Any = jnp.float32
+  use_bn: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)(x)
-    x = nn.relu(batch_norm(train, self.dtype)(x))
+    x = nn.Dense(self.hidden, use_bias=not self.use_bn, dtype=self.dtype)(x)
+    if self.use_bn:
+      x = batch_norm(train, self.dtype)(x)
+    x = nn.relu(x)
     return nn.Dense(self.out, dtype=self.dtype)(x).astype(jnp.float32)
 
 
@@ -52,7 +56,8 @@ class ContrastiveModel(nn.Module):
 def build_model(cfg) -> ContrastiveModel:
   """The encoder of ``cfg.arch`` with its projection head."""
   encoder = models.get(cfg.arch, width=cfg.width, dtype=cfg.dtype)
-  head = ProjectionHead(cfg.proj_hidden, cfg.proj_dim, dtype=encoder.dtype)
+  head = ProjectionHead(cfg.proj_hidden, cfg.proj_dim, dtype=encoder.dtype,
+                        use_bn=cfg.method == "simclr")
   return ContrastiveModel(encoder, head)
 
 
@@ -82,12 +87,30 @@ def simclr_step(state: train_lib.TrainState, batch, *, model, tx, augment, tempe
 
 def make_trainer(cfg, total_steps: int):
   """(model, optimizer, pure step function) of the pretraining ``cfg``."""
+  choose("pretraining method", cfg.method, METHODS)
   model = build_model(cfg)
   tx = optim.make_optimizer(cfg, total_steps)
   augment = augment_lib.make_augment(cfg.augment, augment_params(cfg))
-  step_fn = functools.partial(simclr_step, model=model, tx=tx, augment=augment,
-                              temperature=cfg.temperature)
+  if cfg.method == "moco":
+    from stolen_jax import moco
+    step_fn = functools.partial(moco.moco_step, model=model, tx=tx, augment=augment,
+                                temperature=cfg.moco.temperature, momentum=cfg.moco.momentum,
+                                bn_groups=cfg.moco.bn_groups)
+  else:
+    step_fn = functools.partial(simclr_step, model=model, tx=tx, augment=augment,
+                                temperature=cfg.temperature)
   return model, tx, step_fn
+
+
+def initial_extra(cfg, seed: int):
+  """The trainer-specific part of the initial state (MoCo's key encoder and queue)."""
+  if cfg.method != "moco":
+    return None
+  from stolen_jax import moco
+  if cfg.moco.queue_size % cfg.batch_size:
+    raise ConfigError(f"pretrain.moco.queue_size={cfg.moco.queue_size} must be a multiple of "
+                      f"batch_size={cfg.batch_size}")
+  return moco.initial_extra(jax.random.PRNGKey(seed + 17), cfg.moco.queue_size, cfg.proj_dim)
 
 
 def encoder_meta(cfg, encoder, stage: str, **extra) -> dict:
@@ -138,7 +161,8 @@ def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain") -> d
   logging.info("%s: %d images from %s", stage, len(data), data.name)
   model, tx, step_fn = make_trainer(cfg, (len(data) // cfg.batch_size) * cfg.epochs)
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
-  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed), sample, mesh)
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed), sample, mesh,
+                                 extra=initial_extra(cfg, seed))
   images = parallel.put_replicated(data.images, mesh)
   monitor = make_knn_monitor(cfg, model.encoder, mesh, seed)
   writer = metrics.Writer(workdir)

@@ -95,14 +95,15 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
   return train_lib.apply_gradients(state, tx, grads, stats), {"loss": loss, "l1": l1, "l2": l2}
 
 
-def build_stolen_model(cfg) -> models.Holder:
-  """The stolen encoder f_s of ``cfg.arch`` (held under ``encoder`` in its checkpoint)."""
-  return models.Holder(models.get(cfg.arch, width=cfg.width, dtype=cfg.dtype))
+def build_stolen_model(cfg, target_dim: int | None = None) -> models.Holder:
+  """The stolen encoder f_s of ``cfg.arch`` (held under ``encoder`` in its checkpoint),
+  mapping linearly to ``target_dim`` when its own feature dimension differs."""
+  return models.Holder(models.get(cfg.arch, width=cfg.width, dtype=cfg.dtype, out_dim=target_dim))
 
 
-def make_trainer(cfg, total_steps: int):
+def make_trainer(cfg, total_steps: int, target_dim: int | None = None):
   """(model, optimizer, pure step function) of the steal ``cfg``."""
-  model = build_stolen_model(cfg)
+  model = build_stolen_model(cfg, target_dim)
   tx = optim.make_optimizer(cfg, total_steps)
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
   step_fn = functools.partial(steal_step, model=model, tx=tx, augment=augment,
@@ -163,7 +164,8 @@ def run(config, workdir: str, mesh=None, defense=None) -> dict:
   logging.info("steal: %d surrogate features (dim %d); %d queries paid so far", len(surrogate),
                target_features.shape[1], service.queries_used)
 
-  model, tx, step_fn = make_trainer(cfg, (len(surrogate) // cfg.batch_size) * cfg.epochs)
+  model, tx, step_fn = make_trainer(cfg, (len(surrogate) // cfg.batch_size) * cfg.epochs,
+                                    target_dim=target_features.shape[1])
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)

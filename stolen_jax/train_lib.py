@@ -37,16 +37,21 @@ class TrainState:
 
 def create_state(model, tx: optax.GradientTransformation, rng: jax.Array, sample_input,
                  mesh, extra=None) -> TrainState:
-  """Initializes ``model`` under ``jit`` (eager flax init is slow) and replicates it on ``mesh``."""
+  """Initializes ``model`` under ``jit`` (eager flax init is slow) and replicates it on ``mesh``.
+
+  ``extra`` is a pytree, or a function ``(params, batch_stats) -> pytree`` for trainer state
+  that starts from the initial weights (MoCo's momentum encoder).
+  """
   init_rng, state_rng = jax.random.split(rng)
 
   @jax.jit
   def init():
     variables = model.init(init_rng, sample_input, train=False)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      rng=state_rng, extra=extra)
+    batch_stats = variables.get("batch_stats", {})
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params), rng=state_rng,
+                      extra=extra(params, batch_stats) if callable(extra) else extra)
 
   return parallel.replicate_tree(init(), mesh)
 
@@ -91,11 +96,14 @@ def default_steps_per_dispatch(requested: int) -> int:
   return 1 if jax.default_backend() == "cpu" else 64
 
 
-def make_chunk_fn(step_fn: Callable) -> Callable:
+def make_chunk_fn(step_fn: Callable, state_shardings=None, mesh=None) -> Callable:
   """jit(scan(step_fn)) over a chunk of index batches, gathering batches from device data.
 
   The state is donated: its buffers are reused for the next state. A chunk of one step
-  compiles without a loop (see ``default_steps_per_dispatch``).
+  compiles without a loop (see ``default_steps_per_dispatch``). With ``state_shardings``
+  (and ``mesh``) the output state keeps the input's layout, so sharding propagation from
+  batch-sharded values (e.g. MoCo's enqueued keys) never changes the state's layout
+  between dispatches.
   """
   def body(state, data, indices):
     batch = jax.tree_util.tree_map(lambda a: a[indices], data)
@@ -107,7 +115,10 @@ def make_chunk_fn(step_fn: Callable) -> Callable:
       return state, jax.tree_util.tree_map(lambda m: m[None], metrics)
     return jax.lax.scan(lambda s, i: body(s, data, i), state, index_chunk)
 
-  return jax.jit(run_chunk, donate_argnums=(0,))
+  if state_shardings is None:
+    return jax.jit(run_chunk, donate_argnums=(0,))
+  return jax.jit(run_chunk, donate_argnums=(0,),
+                 out_shardings=(state_shardings, parallel.replicated(mesh)))
 
 
 @dataclasses.dataclass
@@ -173,7 +184,8 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
     if data_for_epoch is not None:
       data = data_for_epoch(start_epoch)
     first = jax.device_put(indices_for(start_epoch)[0], index_sharding)
-    run_chunk = make_chunk_fn(step_fn).lower(state, data, first).compile()
+    shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+    run_chunk = make_chunk_fn(step_fn, shardings, mesh).lower(state, data, first).compile()
     compile_s = time.perf_counter() - t0
     logging.info("%s: compiled a %d-step chunk in %.1f s; %d steps/epoch, %d epochs from %d",
                  name, chunk, compile_s, steps_per_epoch, epochs, start_epoch)
