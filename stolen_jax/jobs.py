@@ -41,6 +41,12 @@ def validate(config) -> None:
   if config.get("probe") is not None and config.job in ("probe", "pipeline"):
     from stolen_jax import probe
     probe.parse_datasets(config.probe.datasets)
+  if config.get("pretrain") is not None:
+    from stolen_jax import pretrain
+    choose("pretrain.method", config.pretrain.method, pretrain.METHODS)
+  if config.get("steal") is not None and config.job in ("steal", "pipeline"):
+    from stolen_jax import steal
+    steal.validate_settings(config.steal)
   for block_name in ("pretrain", "steal"):
     block = config.get(block_name)
     if block is None:

@@ -122,13 +122,18 @@ def attack_settings(cfg) -> dict:
           "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr}
 
 
-def _validate(cfg):
+def validate_settings(cfg) -> None:
+  """Checks the attack's names and values (before any stage runs)."""
   choose("steal.variant", cfg.variant, VARIANTS)
   choose("steal.distance", cfg.distance, losses.DISTANCES)
   choose("steal.reduction", cfg.reduction, ("mean", "sum"))
   choose("steal.bn_passes", cfg.bn_passes, ("separate", "joint"))
   if cfg.lambda_ < 0:
     raise ConfigError(f"steal.lambda_={cfg.lambda_} must be >= 0")
+
+
+def _validate(cfg):
+  validate_settings(cfg)
   if not cfg.target:
     raise ConfigError("steal.target is required: the path of the target encoder's Orbax "
                       "checkpoint (e.g. <workdir>/pretrain/checkpoints)")

@@ -42,6 +42,7 @@ def _config(**pretrain):
     (dict(pretrain=dict(augment="flip,blur")), "unknown augmentation 'blur'"),
     (dict(pretrain=dict(dataset="imagenet")), "bad dataset 'imagenet'"),
     (dict(pretrain=dict(optimizer="lamb")), "unknown pretrain.optimizer 'lamb'"),
+    (dict(pretrain=dict(method="byol")), "unknown pretrain.method 'byol'"),
 ])
 def test_bad_config_values_fail_before_work(change, message, tmp_path):
   config = _config(**change.get("pretrain", {}))
@@ -60,3 +61,12 @@ def test_default_workdir():
 def test_cli_missing_config_file(tmp_path):
   r = _cli("--config=configs/no_such_config.py", f"--workdir={tmp_path}")
   assert r.returncode == 2 and "no_such_config.py" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pipeline_checks_attack_settings_before_pretraining(tmp_path):
+  from conftest import tiny_steal_config
+  config = tiny_steal_config(None, distance="l3")
+  config.job = "pipeline"
+  with pytest.raises(ConfigError, match="unknown steal.distance 'l3'"):
+    jobs.run(config, str(tmp_path))
+  assert not (tmp_path / "pretrain").exists()

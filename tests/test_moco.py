@@ -69,10 +69,8 @@ def test_moco_step_updates_queue_and_momentum_encoder(mesh1):
                          expected, jax.device_get(new.extra["key_params"]))
 
 
-def test_tiny_moco_run_loss_falls(tmp_path):
-  cfg = _moco_cfg(epochs=12, lr=1e-2, num_examples=16, batch_size=16)
-  cfg.moco.queue_size = 16
-  summary = pretrain.train(cfg, str(tmp_path), seed=0)
+def test_tiny_moco_run_loss_falls(tiny_moco_target):
+  _, summary = tiny_moco_target
   losses_ = [h["loss"] for h in summary["history"]]
   # Step 1 contrasts against the random initial queue (an easy, low loss); from step 2 on
   # the queue holds real keys, and from there the loss must fall.
@@ -87,7 +85,8 @@ def test_moco_step_sharded_equals_unsharded(mesh1, mesh8):
     state, step = _state_and_step(cfg, mesh)
     new, metrics = step(state, {"images": parallel.put_sharded(images, mesh)})
     outs.append(jax.device_get((new.params, new.extra, metrics)))
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *outs)
+  # Reduction order differs across 8 devices; after one Adam step at lr 1e-2, 1e-4 is 1% of a step.
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *outs)
 
 
 def test_queue_must_be_a_multiple_of_the_batch():

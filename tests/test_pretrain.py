@@ -18,7 +18,7 @@ def _params(path):
 
 
 def test_tiny_simclr_loss_falls(tmp_path):
-  cfg = tiny_pretrain_block(epochs=10, lr=1e-2, num_examples=16, batch_size=16)
+  cfg = tiny_pretrain_block(epochs=10)
   summary = pretrain.train(cfg, str(tmp_path), seed=0)
   losses = [h["loss"] for h in summary["history"]]
   assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
@@ -35,7 +35,7 @@ def test_resume_equals_uninterrupted(tmp_path):
   # "Killed" after epoch 1: a run that stopped there, then the same run started again.
   pretrain.train(tiny_pretrain_block(epochs=1), str(tmp_path / "resumed"), seed=1)
   summary = pretrain.train(cfg, str(tmp_path / "resumed"), seed=1)
-  assert summary["resumed_from_step"] == 4 and summary["final_step"] == 8
+  assert summary["resumed_from_step"] == 1 and summary["final_step"] == 2
   a, _ = _params(tmp_path / "straight")
   b, _ = _params(tmp_path / "resumed")
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
@@ -60,16 +60,26 @@ def test_step_sharded_over_8_devices_equals_1(mesh1, mesh8):
   s8, m8 = _one_step(mesh8, cfg)
   assert len(s8.params["encoder"]["stem_conv"]["kernel"].sharding.device_set) == 8
   np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+  # Reduction order differs across 8 devices; after one Adam step at lr 1e-2, 1e-4 is 1% of a step.
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
                          jax.device_get(s1.params), jax.device_get(s8.params))
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
                          jax.device_get(s1.batch_stats), jax.device_get(s8.batch_stats))
 
 
-def test_nan_loss_stops_with_clear_error(tmp_path):
-  cfg = tiny_pretrain_block(epochs=1, lr=float("nan"))
-  with pytest.raises(TrainingDiverged, match="loss became nan"):
-    pretrain.train(cfg, str(tmp_path), seed=0)
+def test_nan_loss_stops_with_clear_error(tmp_path, mesh1):
+  # The guard lives in train_lib.fit: a tiny linear model whose loss turns NaN at step 3.
+  def step(state, batch):
+    loss = jnp.where(state.step >= 2, jnp.nan, jnp.mean(batch["x"] * state.params["w"]))
+    return state.replace(step=state.step + 1), {"loss": loss}
+  state = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params={"w": jnp.ones(())},
+                               batch_stats={}, opt_state=(), rng=jax.random.PRNGKey(0))
+  state = parallel.replicate_tree(state, mesh1)
+  data = {"x": parallel.put_replicated(np.ones((8, 2), np.float32), mesh1)}
+  writer = __import__("stolen_jax.metrics").metrics.Writer(str(tmp_path))
+  with pytest.raises(TrainingDiverged, match="loss became nan at step 3"):
+    train_lib.fit(state, step, data, num_examples=8, batch_size=4, epochs=3, seed=0, mesh=mesh1,
+                  checkpoint_dir=str(tmp_path / "ckpt"), meta={}, writer=writer)
 
 
 def test_knn_monitor_reports_accuracy(tmp_path):

@@ -15,12 +15,12 @@ from stolen_jax.errors import ConfigError
 def test_steal_pays_surrogate_size_once_and_rerun_pays_zero(tiny_target, tmp_path):
   config = tiny_steal_config(tiny_target)
   s1 = steal.run(config, str(tmp_path))
-  assert s1["queries"] == 48 and s1["queries_this_run"] == 48
-  assert s1["final_step"] == 2 * (48 // 16)
+  assert s1["queries"] == 32 and s1["queries_this_run"] == 32
+  assert s1["final_step"] == 2 * (32 // 16)
   assert s1["normalize_features"] is True and s1["reduction"] == "mean"
   # A rerun of a finished steal: no new query, no new training.
   s2 = steal.run(config, str(tmp_path))
-  assert s2["queries_this_run"] == 0 and s2["queries"] == 48
+  assert s2["queries_this_run"] == 0 and s2["queries"] == 32
   assert s2["resumed_from_step"] == s1["final_step"]
 
 
@@ -31,11 +31,11 @@ def test_query_aug_pays_e_plus_one_times_d(tiny_target, tmp_path):
 
 
 def test_budget_too_small_fails_before_training(tiny_target, tmp_path):
-  config = tiny_steal_config(tiny_target, query_budget=40)
+  config = tiny_steal_config(tiny_target, query_budget=24)
   with pytest.raises(QueryBudgetExceeded):
     steal.run(config, str(tmp_path))
   paid = sum(json.loads(l)["count"] for l in open(tmp_path / "queries.jsonl"))
-  assert paid <= 40
+  assert paid == 16  # One batch of 16 answered; the next would pass the budget.
 
 
 def test_surrogate_size_as_fraction_of_target_set(tiny_target):
@@ -52,12 +52,11 @@ def test_missing_target_is_a_config_error(tmp_path):
 
 
 def test_tiny_steal_fits_the_target(tiny_target, tmp_path):
-  config = tiny_steal_config(tiny_target, epochs=12, surrogate_size=64, lr=1e-2, eval_heldout=64)
+  config = tiny_steal_config(tiny_target, epochs=24, eval_heldout=64)
   summary = steal.run(config, str(tmp_path))
   l1 = [h["l1"] for h in summary["history"]]
   assert l1[-1] < l1[0] / 2, l1
   heldout = summary["heldout"]
-  print(heldout)
   assert heldout["stolen_l2_normalized"] < 0.5 * heldout["random_l2_normalized"], heldout
   assert heldout["stolen_cosine"] > heldout["random_cosine"]
 
@@ -86,4 +85,19 @@ def test_steal_step_sharded_equals_unsharded(mesh1, mesh8, variant_batch):
   (p1, m1), (p8, m8) = results
   for k in m1:
     np.testing.assert_allclose(m1[k], m8[k], rtol=1e-5)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p8)
+  # Reduction order differs across 8 devices; after one Adam step at lr 1e-2, 1e-4 is 1% of a step.
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), p1, p8)
+
+
+def test_steal_moco_target_with_another_architecture(tiny_moco_target, tmp_path):
+  # Table V is a config change: a ResNet-18 (64-d at width 1/8) steals a MoCo ResNet-10
+  # (32-d); a linear output layer maps the stolen features to the target's dimension.
+  from stolen_jax import checkpoint
+  target_dir, _ = tiny_moco_target
+  config = tiny_steal_config(target_dir, epochs=1, arch="resnet18", width=0.125)
+  summary = steal.run(config, str(tmp_path))
+  assert summary["stolen_arch"] == "resnet18" and summary["queries"] == 32
+  _, target_meta = checkpoint.read(target_dir)
+  encoder, _, stolen_meta = checkpoint.restore_encoder(str(tmp_path))
+  assert target_meta["method"] == "moco" and target_meta["feature_dim"] == 32
+  assert stolen_meta["feature_dim"] == 32 and encoder.feature_dim == 32
