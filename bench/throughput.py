@@ -4,12 +4,15 @@
   python bench/throughput.py --config=configs/steal_cifar10.py --stage=steal --steps=20
   python bench/throughput.py --config=configs/pretrain_moco_cifar10.py --stage=pretrain
   python bench/throughput.py --config=configs/demo.py --stage=steal --config.steal.arch=vgg19_bn
+  python bench/throughput.py --config=configs/steal_cifar10.py --stage=probe --config.steal.arch=densenet121
 
 Runs the trainer's own jitted step (the same ``make_trainer`` the jobs use) on random
 uint8 data kept on device, data-parallel over every device, and prints: compile seconds,
 ms/step, steps/s, images/s (every forward view counted: 2 per example for SimCLR and for
 the steal with λ>0) and peak device memory. For the steal it also prints the official
-PyTorch release's figures measured on a 2-core CPU (shared/paper/reference-notes.md).
+PyTorch release's figures measured on a 2-core CPU (the project's reference notes).
+``--stage=probe`` times the encoder's forward (feature extraction, images/s) for any
+``--config.steal.arch`` and the downstream MLP's training (epochs/s).
 """
 
 import json
@@ -27,10 +30,15 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from stolen_jax import parallel, pretrain, runtime, steal, train_lib  # noqa: E402
+import functools  # noqa: E402
+
+from stolen_jax import features, models, optim, parallel, pretrain, probe, runtime, steal, train_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
-_STAGE = flags.DEFINE_enum("stage", "pretrain", ["pretrain", "steal"], "Which train step.")
+_STAGE = flags.DEFINE_enum("stage", "pretrain", ["pretrain", "steal", "probe"],
+                           "Which train step; 'probe' times feature extraction (forward) with "
+                           "the steal block's encoder and the downstream MLP.")
+_PROBE_IMAGES = flags.DEFINE_integer("probe_images", 4096, "Images for the probe benchmark.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after one warm-up step).")
 _DISPATCH = flags.DEFINE_integer("steps_per_dispatch", 0, "Steps per jit call (0: auto).")
 
@@ -47,10 +55,59 @@ def peak_memory_mb() -> dict:
   return out
 
 
+def bench_probe(config, mesh) -> dict:
+  """Feature extraction (encoder forward, eval mode) images/s and MLP probe epochs/s."""
+  cfg, probe_cfg = config.steal, config.probe
+  encoder = models.get(cfg.arch, width=cfg.width, dtype=cfg.dtype)
+  n = _PROBE_IMAGES.value
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (n, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+  variables = jax.jit(encoder.init)(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))
+  fn = features.make_feature_fn(encoder)
+  t0 = time.perf_counter()
+  feats = features.extract(fn, variables, images[:probe_cfg.feature_batch_size], mesh,
+                           probe_cfg.feature_batch_size)
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  feats = features.extract(fn, variables, images, mesh, probe_cfg.feature_batch_size)
+  extract_s = time.perf_counter() - t0
+  labels = rng.integers(0, 10, n).astype(np.int32)
+  model = probe.MLPClassifier(10, tuple(probe_cfg.hidden), probe_cfg.dropout)
+  batch = min(probe_cfg.batch_size, n)
+  tx = optim.make_optimizer(probe_cfg)
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), jnp.zeros((1, feats.shape[1])), mesh)
+  data = {"features": parallel.put_replicated(feats, mesh), "labels": parallel.put_replicated(labels, mesh)}
+  spe = n // batch
+  k = train_lib.largest_divisor_at_most(spe, train_lib.default_steps_per_dispatch(_DISPATCH.value))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS))
+  epochs = [train_lib.epoch_permutation(0, e, n, batch).reshape(-1, k, batch) for e in range(4)]
+  shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+  step = functools.partial(probe.probe_step, model=model, tx=tx)
+  run = train_lib.make_chunk_fn(step, shardings, mesh).lower(state, data, jax.device_put(epochs[0][0], sharding)).compile()
+  for chunk in epochs[0]:  # Warm-up epoch.
+    state, m = run(state, data, jax.device_put(chunk, sharding))
+  jax.block_until_ready(m)
+  t0 = time.perf_counter()
+  for idx in epochs[1:]:
+    for chunk in idx:
+      state, m = run(state, data, jax.device_put(chunk, sharding))
+  jax.block_until_ready(m)
+  mlp_s = time.perf_counter() - t0
+  return {"stage": "probe", "arch": cfg.arch, "width": cfg.width, "image_size": cfg.image_size,
+          "devices": mesh.size, "backend": jax.default_backend(), "images": n,
+          "extract_compile_s": round(compile_s, 2), "extract_images_per_s": round(n / extract_s, 1),
+          "feature_dim": int(feats.shape[1]), "mlp_batch_size": batch,
+          "mlp_epochs_per_s": round(3 / mlp_s, 2), "mlp_steps_per_s": round(3 * spe / mlp_s, 1),
+          **{k2: round(v, 1) for k2, v in peak_memory_mb().items()}}
+
+
 def main(argv):
   del argv
   runtime.enable_compilation_cache()
   config = _CONFIG.value
+  if _STAGE.value == "probe":
+    print(json.dumps(bench_probe(config, parallel.make_mesh())))
+    return
   cfg = config.pretrain if _STAGE.value == "pretrain" else config.steal
   mesh = parallel.make_mesh()
   batch = cfg.batch_size
