@@ -6,7 +6,7 @@ import os
 from absl import logging
 
 from stolen_jax import parallel, runtime
-from stolen_jax.errors import ConfigError, choose
+from stolen_jax.errors import choose
 
 
 def _pretrain(config, workdir):

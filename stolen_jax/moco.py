@@ -12,9 +12,6 @@ computation as shuffle-BN on ``bn_groups`` GPUs, independent of how many devices
 run it, so a sharded step still equals the unsharded one.
 """
 
-import functools
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax

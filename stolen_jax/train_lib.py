@@ -8,7 +8,6 @@ logic, checkpoints, NaN guard, metric logging and progress.
 """
 
 import dataclasses
-import math
 import time
 from typing import Any, Callable, Optional
 
@@ -180,9 +179,9 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   train_s = 0.0
   steps_done = 0
   if start_epoch < epochs:
-    t0 = time.perf_counter()
     if data_for_epoch is not None:
       data = data_for_epoch(start_epoch)
+    t0 = time.perf_counter()
     first = jax.device_put(indices_for(start_epoch)[0], index_sharding)
     shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
     run_chunk = make_chunk_fn(step_fn, shardings, mesh).lower(state, data, first).compile()

@@ -1,4 +1,3 @@
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_pretrain_block
-from stolen_jax import augment as augment_lib, losses, moco, optim, parallel, pretrain, train_lib
+from stolen_jax import moco, parallel, pretrain, train_lib
 from stolen_jax.errors import ConfigError
 
 

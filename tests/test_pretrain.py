@@ -1,6 +1,5 @@
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp

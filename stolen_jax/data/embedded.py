@@ -73,13 +73,6 @@ def _shape_mask(kind, u, v, rng, n):
   raise ValueError(kind)
 
 
-def _background(rng, n, yy, xx):
-  base, tint = _col(rng, n), _col(rng, n)
-  angle = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-  ramp = ((np.cos(angle) * xx + np.sin(angle) * yy) * 0.5 + 0.5)[..., None]
-  return base * (1 - 0.5 * ramp) + tint * 0.5 * ramp
-
-
 def make_shapes(n: int, seed: int):
   """``n`` shape images (uint8, N x 32 x 32 x 3) and their labels (10 classes)."""
   rng = np.random.default_rng(seed)
