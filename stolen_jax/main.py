@@ -7,8 +7,12 @@ locked, so a misspelt key is rejected. ``--workdir`` defaults to ``workdir/<conf
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# TensorFlow (used only to read TFDS data) logs C++ INFO lines at import; keep the console
+# for this program's own progress.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
