@@ -17,22 +17,30 @@ def make_feature_fn(encoder):
   return features
 
 
-def extract(feature_fn, variables, images: np.ndarray, mesh, batch_size: int = 512) -> np.ndarray:
-  """Features of every image, computed in global batches sharded over ``mesh``.
+def map_batches(fn, array: np.ndarray, mesh, batch_size: int) -> np.ndarray:
+  """``fn`` over ``array`` in global batches sharded over ``mesh``, results concatenated.
 
-  The last batch is padded to full size (one compilation) and the padding dropped.
+  The last batch is padded to full size (one compilation) and the padding dropped; the
+  results stay on device until one transfer at the end.
   """
   batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
-  n = len(images)
+  n = len(array)
   outputs = []
   for start in range(0, n, batch_size):
-    batch = np.asarray(images[start:start + batch_size])
+    batch = np.asarray(array[start:start + batch_size])
     if len(batch) < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - len(batch),) + batch.shape[1:], batch.dtype)])
-    outputs.append(feature_fn(variables, parallel.put_sharded(batch, mesh)))
+    outputs.append(fn(parallel.put_sharded(batch, mesh)))
   if not outputs:
-    return np.zeros((0, 0), np.float32)
+    return np.zeros((0,), np.float32)
   return np.concatenate(jax.device_get(outputs))[:n]
+
+
+def extract(feature_fn, variables, images: np.ndarray, mesh, batch_size: int = 512) -> np.ndarray:
+  """Features of every image (``feature_fn`` from ``make_feature_fn``), sharded over ``mesh``."""
+  if len(images) == 0:
+    return np.zeros((0, 0), np.float32)
+  return map_batches(lambda batch: feature_fn(variables, batch), images, mesh, batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))

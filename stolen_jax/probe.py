@@ -57,13 +57,8 @@ def probe_step(state: train_lib.TrainState, batch, *, model, tx):
 def predict(model, params, feats: np.ndarray, mesh, batch_size: int = 4096) -> np.ndarray:
   """Predicted classes for ``feats``."""
   apply = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
-  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
-  out = []
-  for start in range(0, len(feats), batch_size):
-    chunk = feats[start:start + batch_size]
-    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-    out.append(apply(params, parallel.put_sharded(padded, mesh))[:len(chunk)])
-  return np.concatenate(jax.device_get(out)) if out else np.zeros((0,), np.int32)
+  return features.map_batches(lambda batch: apply(params, batch), feats, mesh,
+                              batch_size).astype(np.int32)
 
 
 def train_classifier(train_f, train_y, test_f, test_y, num_classes: int, cfg, workdir: str,

@@ -171,15 +171,13 @@ def run(config, workdir: str, mesh=None, defense=None) -> dict:
 
   model, tx, step_fn = make_trainer(cfg, (len(surrogate) // cfg.batch_size) * cfg.epochs,
                                     target_dim=target_features.shape[1])
-  augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
   data = {"images": parallel.put_replicated(surrogate.images, mesh),
           "target": parallel.put_replicated(target_features, mesh)}
   data_for_epoch = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
-    data_for_epoch = _query_aug_data(cfg, data, surrogate.images, service, augment, workdir,
-                                     seed, mesh)
+    data_for_epoch = _query_aug_data(cfg, data, surrogate.images, service, workdir, seed, mesh)
   meta = pretrain.encoder_meta(cfg, model.encoder, "steal", **attack_settings(cfg),
                                surrogate=cfg.surrogate, num_images=len(surrogate))
   writer = metrics.Writer(workdir)
@@ -210,10 +208,10 @@ def run(config, workdir: str, mesh=None, defense=None) -> dict:
   return _write_summary(workdir, summary, result.history)
 
 
-def _query_aug_data(cfg, data, images, service, augment, workdir, seed, mesh):
+def _query_aug_data(cfg, data, images, service, workdir, seed, mesh):
   """Per-epoch data for query-aug: A(x) for every surrogate image and its paid answer
   f_t(A(x)), cached per epoch so a rerun does not pay twice."""
-  augment_all = jax.jit(augment)
+  augment_all = jax.jit(augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg)))
 
   def for_epoch(epoch):
     views = np.asarray(augment_all(images, jax.random.fold_in(jax.random.PRNGKey(seed + 7), epoch)))
