@@ -231,4 +231,5 @@ def make_augment(spec: str | Sequence[str], params: AugmentParams = AugmentParam
     keys = jax.vmap(lambda n: jax.random.fold_in(key, n))(jnp.arange(images.shape[0]))
     return jax.vmap(augment_one)(images, keys)
 
+  augment.per_key = lambda images, keys: jax.vmap(augment_one)(to_float(images), keys)
   return augment

@@ -3,78 +3,176 @@
 Every checkpoint holds the train state (``state``) and a JSON record (``meta``) that names
 the encoder (architecture, width, dtype, image size, feature dim) so that ``probe`` and the
 query service can rebuild and restore an encoder from a path alone.
+
+Damage is met with a recovery or one clear error: a latest checkpoint that cannot be read
+falls back to the previous one (saying so), temp directories of an interrupted save are
+cleared, a full disk or a checkpoint of another model is a ``CheckpointError``.
 """
 
+import errno
+import glob
+import hashlib
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from stolen_jax.errors import CheckpointError
+
+
+def _clear_interrupted_saves(directory: str) -> None:
+  """Removes temp directories that an interrupted (killed, disk-full) save left behind."""
+  for tmp in glob.glob(os.path.join(directory, "*.orbax-checkpoint-tmp*")):
+    logging.warning("removing the unfinished checkpoint %s (an interrupted save)", tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   """A CheckpointManager for ``directory`` (created if missing); saves when asked."""
   directory = os.path.abspath(directory)
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except (NotADirectoryError, FileExistsError, PermissionError) as e:
+    raise CheckpointError(f"cannot create the checkpoint directory {directory}: {e}") from None
+  _clear_interrupted_saves(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, wait: bool = False) -> None:
   """Saves ``state`` and ``meta`` at ``step`` (asynchronously unless ``wait``)."""
-  mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                meta=ocp.args.JsonSave(meta)), force=True)
-  if wait:
-    mngr.wait_until_finished()
+  try:
+    mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                  meta=ocp.args.JsonSave(meta)), force=True)
+    if wait:
+      mngr.wait_until_finished()
+  except OSError as e:
+    _clear_interrupted_saves(str(mngr.directory))
+    if e.errno == errno.ENOSPC:
+      raise CheckpointError(f"disk full while saving the checkpoint of step {step} in "
+                            f"{mngr.directory}; free space and rerun (it resumes from the last "
+                            "complete checkpoint)") from None
+    raise CheckpointError(f"cannot save the checkpoint of step {step} in {mngr.directory}: "
+                          f"{e}") from None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Optional[Any]:
-  """The latest saved state, laid out like ``abstract_state`` (shapes, dtypes, shardings),
-  or None when the directory has no checkpoint yet."""
-  step = mngr.latest_step()
-  if step is None:
-    return None
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state)))
-  return restored["state"]
+  """The newest readable saved state, laid out like ``abstract_state`` (shapes, dtypes,
+  shardings), or None when the directory has no checkpoint yet.
+
+  A damaged newest checkpoint falls back to the previous one, with a warning. A checkpoint
+  whose structure differs from ``abstract_state`` (another architecture) is an error.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  errors = []
+  for step in steps:
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
+    except (ValueError, KeyError, TypeError) as e:
+      if _is_structure_mismatch(e):
+        raise CheckpointError(
+            f"the checkpoint of step {step} in {mngr.directory} holds another model than "
+            f"this run builds ({str(e).splitlines()[0][:200]}); use another workdir") from None
+      errors.append((step, e))
+    except Exception as e:  # Damaged files: fall back to an older checkpoint.
+      errors.append((step, e))
+    else:
+      if errors:
+        logging.warning("checkpoint(s) %s in %s could not be read (%s); resumed from the "
+                        "previous good checkpoint, step %d", [s for s, _ in errors],
+                        mngr.directory, type(errors[0][1]).__name__, step)
+      return restored["state"]
+  if errors:
+    logging.warning("no readable checkpoint in %s (%s); starting from scratch",
+                    mngr.directory, "; ".join(f"step {s}: {type(e).__name__}" for s, e in errors))
+    for step, _ in errors:  # They would block the new run's saves at the same steps.
+      shutil.rmtree(os.path.join(str(mngr.directory), str(step)), ignore_errors=True)
+    mngr.reload()
+  return None
 
 
-def _resolve(path: str) -> tuple[str, int]:
-  """Accepts a manager directory (latest step), a step directory, or a stage workdir."""
+def _is_structure_mismatch(e: Exception) -> bool:
+  text = str(e).lower()
+  return any(s in text for s in ("tree structure", "structure", "shape", "mismatch", "missing"))
+
+
+def _resolve(path: str) -> tuple[str, list[int]]:
+  """A manager directory (its steps, newest first), from a manager directory, a step
+  directory, a stage directory, or a stage root holding one keyed stage."""
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.exists(path):
     raise CheckpointError(f"checkpoint path {path!r} does not exist")
+  if not os.path.isdir(path):
+    raise CheckpointError(f"checkpoint path {path!r} is a file, not a checkpoint directory")
+  from stolen_jax import stages
+  keyed = stages.find_stage_dirs(path)
+  if keyed and not os.path.isdir(os.path.join(path, "checkpoints")):
+    with_ckpt = [d for d in keyed if os.path.isdir(os.path.join(d, "checkpoints"))]
+    if len(with_ckpt) == 1:
+      path = with_ckpt[0]
+    elif len(with_ckpt) > 1:
+      raise CheckpointError(
+          f"{path!r} holds {len(with_ckpt)} stages with other settings: "
+          f"{', '.join(os.path.basename(d) for d in with_ckpt)} (each stage.json says which); "
+          f"name one, e.g. {with_ckpt[-1]}")
   if os.path.isdir(os.path.join(path, "checkpoints")):
     path = os.path.join(path, "checkpoints")
   base = os.path.basename(path.rstrip("/"))
   if base.isdigit() and os.path.isdir(os.path.join(path, "meta")):
-    return os.path.dirname(path), int(base)
-  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+    return os.path.dirname(path), [int(base)]
+  steps = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True)
   if not steps:
     raise CheckpointError(f"no Orbax checkpoint found under {path!r}")
-  return path, steps[-1]
+  return path, steps
 
 
 def read(path: str) -> tuple[dict, dict]:
   """Restores ``(state_tree, meta)`` from a path without knowing the state's structure.
 
   The state comes back as nested dicts of host arrays (``params``, ``batch_stats``, ...).
+  A damaged newest checkpoint falls back to the previous one, with a warning.
   """
-  directory, step = _resolve(path)
+  directory, steps = _resolve(path)
   mngr = ocp.CheckpointManager(directory)
+  errors = []
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  except Exception as e:
-    raise CheckpointError(f"cannot restore checkpoint {directory}/{step}: {e}") from None
+    for step in steps:
+      try:
+        restored = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+      except Exception as e:
+        errors.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
+        continue
+      if errors:
+        logging.warning("checkpoint %s: newer step(s) unreadable (%s); using step %d",
+                        directory, "; ".join(errors), step)
+      return restored["state"], dict(restored["meta"])
   finally:
     mngr.close()
-  return restored["state"], dict(restored["meta"])
+  raise CheckpointError(f"cannot restore any checkpoint in {directory}: {'; '.join(errors)}")
+
+
+def fingerprint_tree(tree) -> str:
+  """A content hash of a pytree of arrays (leaf paths, dtypes, shapes and bytes): the
+  identity of an encoder's weights, whatever path they were read from."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.asarray(leaf)
+    h.update(f"{jax.tree_util.keystr(path)}|{a.dtype}|{a.shape}|".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()[:16]
 
 
 def restore_encoder(path: str):
-  """(encoder module, variables {'params', 'batch_stats'}, meta) from a checkpoint path."""
+  """(encoder module, variables {'params', 'batch_stats'}, meta) from a checkpoint path.
+
+  ``meta['fingerprint']`` is the content hash of the encoder's variables.
+  """
   from stolen_jax import models
   state, meta = read(path)
   if "arch" not in meta:
@@ -83,4 +181,5 @@ def restore_encoder(path: str):
                        out_dim=meta.get("feature_dim"))
   variables = {"params": state["params"]["encoder"],
                "batch_stats": state.get("batch_stats", {}).get("encoder", {})}
+  meta["fingerprint"] = fingerprint_tree(variables)
   return encoder, jax.tree_util.tree_map(jax.numpy.asarray, variables), meta

@@ -47,10 +47,26 @@ def pretrain_block() -> ml_collections.ConfigDict:
       checkpoint_every_epochs=10, log_every_steps=50))
 
 
+def defense_block() -> ml_collections.ConfigDict:
+  """The provider's defense (§VII), applied to every answer of the API: ``none``, ``topk``
+  (k), ``round`` (decimals), ``noise`` (gaussian|uniform, scale), ``poison`` (Eq. 10: epsilon,
+  norm l2|linf, PGD steps and step_size (0 = 2.5·ε/steps); its shadow stolen encoder is
+  trained on ``shadow.dataset`` — default: the target's pretraining set — with the
+  attacker's steal settings, for ``shadow.epochs`` (default: the attacker's))."""
+  return ml_collections.ConfigDict(dict(
+      name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
+      epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
+      shadow=ml_collections.ConfigDict(dict(
+          dataset=config_dict.placeholder(str), split="train",
+          num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int)))))
+
+
 def base_config(job: str) -> ml_collections.ConfigDict:
-  """Top-level keys every config has."""
+  """Top-level keys every config has. ``strict_stages``: a stage whose settings differ from
+  one already in the workdir is an error instead of a new stage directory."""
   return ml_collections.ConfigDict(dict(job=job, seed=0, multihost=False,
-                                        compilation_cache=True))
+                                        compilation_cache=True, strict_stages=False,
+                                        defense=defense_block()))
 
 
 PAPER_STEAL_AUGMENT = "flip,jitter,grayscale"  # §V-A2: A without RandomResizedCrop

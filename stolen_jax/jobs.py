@@ -1,4 +1,9 @@
-"""Job dispatch: ``config.job`` -> the stage that runs it, with up-front config checks."""
+"""Job dispatch: ``config.job`` -> the stage that runs it, with up-front checks.
+
+Before any stage runs: every name and count in the config is checked (``validate``) and
+every dataset the job will read is checked to be there (``preflight``), so a bad setting or
+a missing dataset fails in seconds with all the problems listed, not hours into a run.
+"""
 
 import json
 import os
@@ -6,22 +11,32 @@ import os
 from absl import logging
 
 from stolen_jax import parallel, runtime
-from stolen_jax.errors import choose
+from stolen_jax.errors import UserError, choose
 
 
 def _pretrain(config, workdir):
-  from stolen_jax import pretrain
-  return pretrain.train(config.pretrain, os.path.join(workdir, "pretrain"), config.seed)
+  from stolen_jax import pretrain, stages
+  stage = stages.open_stage(workdir, "pretrain", pretrain.stage_settings(config),
+                            strict=config.get("strict_stages", False))
+  done = stage.completed()
+  if done is not None:
+    logging.info("pretrain: restored the finished stage %s", stage.dir)
+    return done
+  summary = pretrain.train(config.pretrain, stage.dir, config.seed)
+  print(f"target encoder: {stage.dir}")
+  return summary
 
 
 def _steal(config, workdir):
   from stolen_jax import steal
-  return steal.run(config, os.path.join(workdir, "steal"))
+  summary = steal.run(config, workdir)
+  print(f"stolen encoder: {summary['stage_dir']}")
+  return summary
 
 
 def _probe(config, workdir):
   from stolen_jax import probe
-  return probe.run(config, os.path.join(workdir, "probe"))
+  return probe.run(config, workdir)
 
 
 def _pipeline(config, workdir):
@@ -32,28 +47,42 @@ def _pipeline(config, workdir):
 JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline}
 
 
+def _uses(config, block: str) -> bool:
+  """Whether ``config.job`` reads the config block ``block``."""
+  job = config.job
+  if block == "pretrain":
+    return job == "pretrain" or (job == "pipeline" and not config.steal.target) or (
+        job in ("steal", "pipeline") and config.steal.variant == "pretrain_encoder")
+  if block == "steal":
+    return job in ("steal", "pipeline")
+  if block == "probe":
+    return job in ("probe", "pipeline")
+  return False
+
+
 def validate(config) -> None:
-  """Checks names (job, architectures, augmentations, datasets, optimizers) before any work,
-  so a typo fails in a second with the valid choices instead of after data loading."""
-  from stolen_jax import augment, models, optim
+  """Checks names (job, architectures, augmentations, datasets, optimizers, defense) and
+  counts (epochs, batch sizes, sizes, rates) before any work, so a typo fails in a second
+  with the valid choices instead of after data loading or after queries were paid."""
+  from stolen_jax import augment, defend, models, optim
   from stolen_jax.data import sources
   choose("job", config.job, JOBS)
-  if config.get("probe") is not None and config.job in ("probe", "pipeline"):
+  if config.get("probe") is not None and _uses(config, "probe"):
     from stolen_jax import probe
-    probe.parse_datasets(config.probe.datasets)
-  if config.get("pretrain") is not None:
+    probe.validate_settings(config.probe)
+  if config.get("pretrain") is not None and _uses(config, "pretrain"):
     from stolen_jax import pretrain
-    choose("pretrain.method", config.pretrain.method, pretrain.METHODS)
-  if config.get("steal") is not None and config.job in ("steal", "pipeline"):
+    pretrain.validate_settings(config.pretrain)
+  if config.get("steal") is not None and _uses(config, "steal"):
     from stolen_jax import steal
     steal.validate_settings(config.steal)
+    defend.validate(config.get("defense"))
   for block_name in ("pretrain", "steal"):
     block = config.get(block_name)
     if block is None:
       continue
-    for key in ("arch",):
-      if key in block:
-        choose(f"{block_name}.arch", block[key], models.names())
+    if "arch" in block:
+      choose(f"{block_name}.arch", block.arch, models.names())
     if "augment" in block:
       augment.parse_names(block.augment)
     if "optimizer" in block:
@@ -63,16 +92,57 @@ def validate(config) -> None:
         sources.parse_spec(block[key])
 
 
+def datasets_read(config) -> list[tuple[str, str, str, object]]:
+  """(purpose, spec, split, data_dir) of every dataset split the job will read."""
+  out = []
+  if config.get("pretrain") is not None and _uses(config, "pretrain"):
+    p = config.pretrain
+    if config.job != "steal" or config.steal.variant != "pretrain_encoder":
+      out.append(("pretraining set", p.dataset, p.split, p.data_dir))
+      if p.knn.enabled:
+        spec = p.knn.dataset or p.dataset
+        out += [("kNN monitor", spec, p.knn.train_split, p.data_dir),
+                ("kNN monitor", spec, p.knn.test_split, p.data_dir)]
+  if config.get("steal") is not None and _uses(config, "steal"):
+    s = config.steal
+    out.append(("surrogate set", s.surrogate, s.surrogate_split, s.data_dir))
+    if s.eval_heldout and s.variant != "pretrain_encoder":
+      out.append(("held-out fidelity", s.surrogate, s.heldout_split, s.data_dir))
+    d = config.get("defense")
+    if d is not None and d.name == "poison":
+      pre = config.get("pretrain")
+      spec = d.shadow.dataset or (pre.dataset if pre is not None else None)
+      if spec:
+        out.append(("poisoning's shadow set", spec, d.shadow.split, s.data_dir))
+  if config.get("probe") is not None and _uses(config, "probe"):
+    from stolen_jax import probe
+    q = config.probe
+    for spec in probe.parse_datasets(q.datasets):
+      out += [("downstream", spec, q.train_split, q.data_dir),
+              ("downstream", spec, q.test_split, q.data_dir)]
+  seen, unique = set(), []
+  for item in out:
+    if item[1:] not in seen:
+      seen.add(item[1:])
+      unique.append(item)
+  return unique
+
+
 def run(config, workdir: str):
   """Runs ``config.job`` in ``workdir`` and returns its summary."""
+  from stolen_jax.data import preflight
   validate(config)
+  preflight.check(datasets_read(config))
   if config.get("compilation_cache", True):
     runtime.enable_compilation_cache()
   parallel.maybe_initialize_distributed(config.multihost)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  except (NotADirectoryError, FileExistsError, PermissionError, IsADirectoryError) as e:
+    raise UserError(f"cannot use workdir {workdir!r}: {e}") from None
   summary = JOBS[config.job](config, workdir)
   logging.info("%s finished: %s", config.job,
-               json.dumps({k: v for k, v in summary.items() if k != "history"}))
+               json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str))
   return summary

@@ -1,85 +1,123 @@
 """``job='pipeline'``: target -> query -> steal -> probes -> results table, in one workdir.
 
-Each stage is skipped when its output is complete (its ``summary.json`` says so): the
-target and stolen encoders are restored, cached answers cost no query, cached features and
-finished probes are reused. Stage times go into the table.
+Every stage lives in a directory keyed by the settings that determine it (``stages``):
+``pretrain/<key>``, ``query/<key>``, ``steal/<key>``, ``shadow/<key>`` (poisoning's shadow
+encoder), ``probe/<dataset>/<key>``. A finished stage with the same key is restored (no
+training, no query); a changed setting computes its stage — and only the stages downstream
+of it — afresh, reusing paid answers wherever their key still holds. Stage times go into
+the table.
 """
 
 import copy
-import json
 import os
 import time
 
+import numpy as np
 from absl import logging
 
-from stolen_jax import eaas, parallel, pretrain, probe, report, steal
+from stolen_jax import eaas, losses, parallel, pretrain, probe, report, stages, steal
 
 
-def _complete(stage_dir: str):
-  path = os.path.join(stage_dir, "summary.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      summary = json.load(f)
-    if summary.get("complete"):
-      return summary
-  return None
+def _seconds(t0: float) -> str:
+  return f"{time.perf_counter() - t0:.1f}s"
 
 
-def run(config, workdir: str, mesh=None, defense=None) -> dict:
+def ensure_target(config, workdir: str, mesh, strict: bool = False) -> tuple[str, str, dict]:
+  """(target checkpoint path, how it was obtained, its settings): the given
+  ``steal.target``, or the pretraining stage of this config (trained if not yet)."""
+  if config.steal.target:
+    return config.steal.target, "given", {"checkpoint": os.path.abspath(config.steal.target)}
+  settings = pretrain.stage_settings(config)
+  stage = stages.open_stage(workdir, "pretrain", settings, strict=strict)
+  if stage.completed() is not None:
+    logging.info("target: restored the finished stage %s", stage.dir)
+    return stage.dir, "restored", settings
+  t0 = time.perf_counter()
+  pretrain.train(config.pretrain, stage.dir, config.seed, mesh=mesh)
+  return stage.dir, _seconds(t0), settings
+
+
+def target_table_settings(config, given: bool, summary: dict | None) -> dict:
+  """The target's settings as the results table shows them."""
+  if given:
+    return {"checkpoint": config.steal.target}
+  p = config.pretrain
+  out = {"method": p.method, "arch": p.arch, "width": p.width, "dataset": p.dataset,
+         "epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr}
+  if summary and summary.get("knn_accuracy") is not None:
+    out["knn_accuracy"] = round(summary["knn_accuracy"], 4)
+  return out
+
+
+def run(config, workdir: str, mesh=None) -> dict:
   """Runs every stage of the attack and its evaluation; returns the results."""
   config = copy.deepcopy(config)  # The stages see resolved paths; the caller's config is unchanged.
   mesh = mesh or parallel.make_mesh()
+  strict = config.get("strict_stages", False)
+  seed = config.seed
   times = {}
 
-  t0 = time.perf_counter()
-  if config.steal.target:
-    target_path = config.steal.target
-    times["target"] = "given"
-  else:
-    target_path = os.path.join(workdir, "pretrain")
-    if _complete(target_path):
-      times["target"] = "restored"
-    else:
-      pretrain.train(config.pretrain, target_path, config.seed)
-      times["target"] = f"{time.perf_counter() - t0:.1f}s"
+  given = bool(config.steal.target)
+  target_path, times["target"], _ = ensure_target(config, workdir, mesh, strict)
   config.steal.target = target_path
+  target = steal.open_target(target_path, mesh, config.steal.query_batch_size)
+  t0 = time.perf_counter()
+  defense = steal.build_defense(config, workdir, target, mesh)
+  if defense.name == "poison":
+    times["shadow"] = _seconds(t0)
 
   t0 = time.perf_counter()
-  steal_dir = os.path.join(workdir, "steal")
-  steal_summary = _complete(steal_dir)
-  if steal_summary:
-    times["steal"] = "restored"
-  else:
-    steal_summary = steal.run(config, steal_dir, mesh=mesh, defense=defense)
-    times["steal"] = f"{time.perf_counter() - t0:.1f}s"
+  steal_summary = steal.run(config, workdir, mesh=mesh, target=target, defense=defense)
+  times["steal"] = "restored" if steal_summary.get("restored") else _seconds(t0)
 
   t0 = time.perf_counter()
   cfg = config.probe
   # The target is probed through the API (a customer's queries, logged apart from the
   # attacker's), so a defense perturbs TA's features exactly as it does the attacker's (§VII).
-  target_service, _ = eaas.from_checkpoint(
-      target_path, mesh, defense=defense or eaas.service.identity_defense,
-      log_path=os.path.join(workdir, "probe", "target_api_queries.jsonl"),
-      batch_size=cfg.feature_batch_size)
-  stolen_fn, _ = probe.encoder_features_fn(steal_dir, mesh, cfg.feature_batch_size)
+  target_service = eaas.QueryService(
+      target.features_fn, defense=defense,
+      log_path=os.path.join(workdir, "probe", "target_api_queries.jsonl"))
+  stolen_fn, stolen_meta = probe.encoder_features_fn(steal_summary["stage_dir"], mesh,
+                                                     cfg.feature_batch_size)
+  target_id = {"encoder": target.meta["fingerprint"], "defense": defense.settings}
   rows = []
-  probe_dir = os.path.join(workdir, "probe")
   for spec in probe.parse_datasets(cfg.datasets):
-    train, test = probe.load_downstream(spec, cfg, config.seed)
+    train, test = probe.load_downstream(spec, cfg, seed)
     slug = probe.dataset_slug(spec)
-    target = probe.probe_one(f"{slug}/target", target_service.query, train, test, cfg, probe_dir,
-                             mesh, config.seed)
-    stolen = probe.probe_one(f"{slug}/stolen", stolen_fn, train, test, cfg, probe_dir, mesh,
-                             config.seed)
-    fid = probe.fidelity(target, stolen)
-    rows.append({"dataset": slug, "ta": target["accuracy"], "sa": stolen["accuracy"],
-                 "queries": steal_summary["queries"], "cosine": fid["cosine_similarity"],
-                 "agreement": fid["agreement"], "num_train": len(train), "num_test": len(test)})
-  times["probes"] = f"{time.perf_counter() - t0:.1f}s"
+    t_probe = probe.probe_stage(workdir, spec, target_service.query, target_id, train, test, cfg,
+                                mesh, seed, strict)
+    s_probe = probe.probe_stage(workdir, spec, stolen_fn, {"encoder": stolen_meta["fingerprint"]},
+                                train, test, cfg, mesh, seed, strict)
+    fid = probe.fidelity(t_probe, s_probe)
+    row = {"dataset": slug, "ta": t_probe["accuracy"], "sa": s_probe["accuracy"],
+           "queries": steal_summary["queries"], "cosine": fid["cosine_similarity"],
+           "agreement": fid["agreement"], "num_train": len(train), "num_test": len(test)}
+    if defense.name != "none":
+      # The honest customers' cost: the same probe on undefended answers.
+      clean = probe.probe_stage(workdir, spec, target.features_fn,
+                                {"encoder": target.meta["fingerprint"], "defense": {"name": "none"}},
+                                train, test, cfg, mesh, seed, strict)
+      row.update(ta_undefended=clean["accuracy"],
+                 utility_cosine=-float(losses.distance("cosine", np.asarray(clean["test_features"]),
+                                                       np.asarray(t_probe["test_features"]))))
+    if steal_summary.get("failed"):
+      row["failed"] = True
+    rows.append(row)
+  times["probes"] = _seconds(t0)
+  pretrain_summary = None if given else stages.read_json(os.path.join(target_path, "summary.json"))
   settings = {k: steal_summary.get(k) for k in (
       "variant", "stolen_arch", "surrogate", "surrogate_size", "distance", "lambda",
       "normalize_features", "reduction", "bn_passes", "augment", "epochs") if k in steal_summary}
-  md = report.write(workdir, rows, settings, times)
+  context = {
+      "target": target_table_settings(config, given, pretrain_summary),
+      "probe": {"hidden": list(cfg.hidden), "epochs": cfg.epochs, "lr": cfg.lr,
+                "batch_size": cfg.batch_size, "dropout": cfg.dropout},
+      "defense": defense.settings,
+      "stages": {"steal": steal_summary["stage_dir"]},
+  }
+  if steal_summary.get("failed"):
+    context["failed"] = steal_summary["failed"]
+  md = report.write(workdir, rows, settings, times, context)
   print("\n" + md)
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))
-  return {"rows": rows, "settings": settings, "stage_times": times}
+  return {"rows": rows, "settings": settings, "stage_times": times, "context": context}

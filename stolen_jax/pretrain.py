@@ -142,6 +142,33 @@ def make_knn_monitor(cfg, encoder, mesh, seed: int):
   return monitor
 
 
+def stage_settings(config) -> dict:
+  """What determines a target encoder (its stage key): the pretraining block and the seed."""
+  from stolen_jax import stages
+  return {**stages.settings_of(config.pretrain), "seed": config.seed}
+
+
+def validate_settings(cfg) -> None:
+  """Checks the pretraining counts and rates before any stage runs."""
+  choose("pretrain.method", cfg.method, METHODS)
+  for key in ("epochs", "batch_size", "image_size"):
+    if not isinstance(cfg[key], int) or cfg[key] < 1:
+      raise ConfigError(f"pretrain.{key}={cfg[key]!r} must be an integer >= 1")
+  if not (cfg.lr > 0 and cfg.lr < float("inf")):
+    raise ConfigError(f"pretrain.lr={cfg.lr} must be a finite number > 0")
+  if cfg.temperature <= 0:
+    raise ConfigError(f"pretrain.temperature={cfg.temperature} must be > 0")
+  if cfg.num_examples is not None:
+    n = cfg.num_examples
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n <= 0 or (n > 1 and not float(n).is_integer()):
+      raise ConfigError(f"pretrain.num_examples={n!r}: give a count >= 1 or a fraction in (0, 1]")
+    if n >= 1 and n < cfg.batch_size:
+      raise ConfigError(f"pretrain.num_examples={n} is smaller than pretrain.batch_size="
+                        f"{cfg.batch_size}: not one training step per epoch")
+  if cfg.knn.enabled and (not isinstance(cfg.knn.k, int) or cfg.knn.k < 1):
+    raise ConfigError(f"pretrain.knn.k={cfg.knn.k!r} must be an integer >= 1")
+
+
 def encoder_variables(state: train_lib.TrainState) -> dict:
   """The encoder's variables inside a trainer's state."""
   return {"params": state.params["encoder"], "batch_stats": state.batch_stats["encoder"]}
@@ -193,10 +220,8 @@ def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain") -> d
 
 def _summary(workdir, meta, result: train_lib.FitResult, knn_init, num_images, wall_s) -> dict:
   path = os.path.join(workdir, "summary.json")
-  previous = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
+  from stolen_jax import stages
+  previous = stages.read_json(path) or {}
   last = result.history[-1] if result.history else {}
   knn_history = [h["knn_accuracy"] for h in result.history if "knn_accuracy" in h]
   summary = {
@@ -213,6 +238,6 @@ def _summary(workdir, meta, result: train_lib.FitResult, knn_init, num_images, w
   if knn_history:
     summary["knn_accuracy"] = knn_history[-1]
   summary["history"] = previous.get("history", []) + result.history
-  with open(path, "w") as f:
-    json.dump(summary, f, indent=2)
+  from stolen_jax import stages
+  stages.write_json_atomic(path, summary, indent=2)
   return summary

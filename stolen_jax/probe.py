@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from stolen_jax import checkpoint, features, losses, metrics, optim, parallel, train_lib
+from stolen_jax import checkpoint, features, losses, metrics, optim, parallel, stages, train_lib
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError
 
@@ -102,10 +102,13 @@ def load_downstream(spec: str, cfg, seed: int):
 
 
 def cached_features(path: str, compute: Callable[[], tuple]) -> tuple:
-  """(train_f, test_f) from ``path`` if present, else computed and saved."""
+  """(train_f, test_f) from ``path`` if present and readable, else computed and saved."""
   if os.path.exists(path):
-    with np.load(path) as f:
-      return f["train"], f["test"]
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        return f["train"], f["test"]
+    except Exception as e:
+      logging.warning("ignoring damaged feature cache %s (%s); recomputing", path, e)
   train_f, test_f = compute()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp.npz"
@@ -115,31 +118,84 @@ def cached_features(path: str, compute: Callable[[], tuple]) -> tuple:
 
 
 def encoder_features_fn(path: str, mesh, batch_size: int = 512):
-  """images -> features of the encoder checkpointed at ``path``, and its meta."""
+  """images -> features of the encoder checkpointed at ``path``, and its meta (with the
+  weights' content ``fingerprint``)."""
   encoder, variables, meta = checkpoint.restore_encoder(path)
   fn = features.make_feature_fn(encoder)
   return (lambda images: features.extract(fn, variables, images, mesh, batch_size)), meta
 
 
-def probe_one(name: str, features_fn, train, test, cfg, workdir: str, mesh, seed: int) -> dict:
-  """Features of ``train``/``test`` through ``features_fn`` (cached), then the classifier
-  (skipped when its result exists). Returns accuracy, predictions and test features."""
-  out_dir = os.path.join(workdir, name)
+def validate_settings(cfg) -> None:
+  """Checks the probe's counts and rates before any stage runs."""
+  parse_datasets(cfg.datasets)
+  for key in ("epochs", "batch_size", "image_size", "feature_batch_size"):
+    if not isinstance(cfg[key], int) or cfg[key] < 1:
+      raise ConfigError(f"probe.{key}={cfg[key]!r} must be an integer >= 1")
+  if any(not isinstance(h, int) or h < 1 for h in cfg.hidden):
+    raise ConfigError(f"probe.hidden={tuple(cfg.hidden)!r}: every width must be an integer >= 1")
+  if not (cfg.lr > 0 and cfg.lr < float("inf")):
+    raise ConfigError(f"probe.lr={cfg.lr} must be a finite number > 0")
+  if not 0 <= cfg.dropout < 1:
+    raise ConfigError(f"probe.dropout={cfg.dropout} must be in [0, 1)")
+  for key in ("num_train", "num_test"):
+    n = cfg[key]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float)) or n <= 0
+                          or (n > 1 and not float(n).is_integer())):
+      raise ConfigError(f"probe.{key}={n!r}: give a count >= 1 or a fraction in (0, 1]")
+
+
+def probe_settings(cfg) -> dict:
+  """What determines a probe's result besides its encoder and data: the classifier's recipe."""
+  return stages.settings_of(cfg, exclude=("datasets",))
+
+
+def probe_stage(workdir: str, spec: str, features_fn, encoder_id: dict, train, test, cfg, mesh,
+                seed: int, strict: bool = False) -> dict:
+  """Probes one encoder on one downstream set in its keyed stage directory
+  ``workdir/probe/<dataset>/<key>``: the key covers the encoder (``encoder_id``: its weights'
+  fingerprint and the defense its answers pass through), the data and the probe's recipe."""
+  stage = stages.open_stage(
+      workdir, os.path.join("probe", dataset_slug(spec)),
+      {"dataset": spec, "probe": probe_settings(cfg), "seed": seed,
+       "train_images": eaas_fingerprint(train.images), "test_images": eaas_fingerprint(test.images)},
+      upstream=encoder_id, strict=strict)
+  return {**probe_one(stage.dir, features_fn, train, test, cfg, mesh, seed), "stage_dir": stage.dir}
+
+
+def eaas_fingerprint(images: np.ndarray) -> str:
+  from stolen_jax.eaas.cache import fingerprint
+  return fingerprint(images)
+
+
+def probe_one(out_dir: str, features_fn, train, test, cfg, mesh, seed: int) -> dict:
+  """Features of ``train``/``test`` through ``features_fn`` (cached in ``out_dir``), then the
+  classifier (skipped when its result exists). Returns accuracy, predictions and test features."""
   train_f, test_f = cached_features(os.path.join(out_dir, "features.npz"),
                                     lambda: (features_fn(train.images), features_fn(test.images)))
   result_path = os.path.join(out_dir, "result.json")
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      result = json.load(f)
-    result["predictions"] = np.load(os.path.join(out_dir, "predictions.npy"))
+  result = stages.read_json(result_path)
+  predictions_path = os.path.join(out_dir, "predictions.npy")
+  if isinstance(result, dict) and os.path.exists(predictions_path):
+    try:
+      result["predictions"] = np.load(predictions_path)
+      if result["predictions"].shape != (len(test),):
+        raise ValueError(f"shape {result['predictions'].shape}")
+    except Exception as e:
+      logging.warning("ignoring damaged predictions %s (%s); retraining", predictions_path, e)
+      result = None
   else:
+    result = None
+  if result is None:
     num_classes = max(train.num_classes or 0, int(train.labels.max()) + 1, int(test.labels.max()) + 1)
     result = train_classifier(train_f, train.labels, test_f, test.labels, num_classes, cfg,
                               out_dir, mesh, seed)
-    np.save(os.path.join(out_dir, "predictions.npy"), result["predictions"])
-    with open(result_path, "w") as f:
-      json.dump({k: v for k, v in result.items() if k != "predictions"}, f, indent=2)
-  logging.info("probe %s: test accuracy %.4f", name, result["accuracy"])
+    tmp = predictions_path + ".tmp.npy"
+    np.save(tmp, result["predictions"])
+    os.replace(tmp, predictions_path)
+    # Written last and atomically: its presence means the probe finished.
+    stages.write_json_atomic(result_path, {k: v for k, v in result.items() if k != "predictions"},
+                             indent=2)
+  logging.info("probe %s: test accuracy %.4f", out_dir, result["accuracy"])
   return {**result, "test_features": test_f}
 
 
@@ -156,20 +212,21 @@ def run(config, workdir: str, mesh=None) -> dict:
   cfg = config.probe
   if not cfg.encoder:
     raise ConfigError("probe.encoder is required: the path of an Orbax checkpoint of an "
-                      "encoder (target or stolen), e.g. <workdir>/steal/checkpoints")
+                      "encoder (target or stolen), e.g. <workdir>/steal")
   mesh = mesh or parallel.make_mesh()
   features_fn, meta = encoder_features_fn(cfg.encoder, mesh, cfg.feature_batch_size)
   rows = []
   for spec in parse_datasets(cfg.datasets):
     train, test = load_downstream(spec, cfg, config.seed)
     t0 = time.perf_counter()
-    result = probe_one(os.path.join(dataset_slug(spec), "encoder"), features_fn, train, test, cfg,
-                       workdir, mesh, config.seed)
+    result = probe_stage(workdir, spec, features_fn, {"encoder": meta["fingerprint"]}, train, test,
+                         cfg, mesh, config.seed, config.get("strict_stages", False))
     rows.append({"dataset": spec, "accuracy": result["accuracy"], "num_train": len(train),
-                 "num_test": len(test), "seconds": round(time.perf_counter() - t0, 2)})
-  summary = {"encoder": os.path.abspath(cfg.encoder), "arch": meta["arch"], "results": rows}
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+                 "num_test": len(test), "seconds": round(time.perf_counter() - t0, 2),
+                 "stage_dir": result["stage_dir"]})
+  summary = {"encoder": os.path.abspath(cfg.encoder), "fingerprint": meta["fingerprint"],
+             "arch": meta["arch"], "probe": probe_settings(cfg), "results": rows}
+  stages.write_json_atomic(os.path.join(workdir, "probe", "summary.json"), summary, indent=2)
   for row in rows:
     print(f"{row['dataset']}: accuracy {100 * row['accuracy']:.2f}%")
   return summary

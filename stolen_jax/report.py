@@ -4,8 +4,13 @@ import csv
 import json
 import os
 
+from stolen_jax import stages
+
 COLUMNS = [("dataset", "Downstream"), ("ta", "TA (%)"), ("sa", "SA (%)"), ("sa_over_ta", "SA/TA (%)"),
            ("queries", "#Queries"), ("cosine", "cos(f_t, f_s)"), ("agreement", "Agreement (%)")]
+# Shown only when a defense is active: what it costs the honest customers.
+DEFENSE_COLUMNS = [("ta_undefended", "TA undefended (%)"), ("ta_drop", "TA drop (pts)"),
+                   ("utility_cosine", "cos(defended, clean)")]
 
 
 def _pct(x):
@@ -16,37 +21,67 @@ def rows_for_table(rows: list[dict]) -> list[dict]:
   """Percentages rounded for display, SA/TA computed (Eq. 8, 9)."""
   out = []
   for r in rows:
-    out.append({"dataset": r["dataset"], "ta": _pct(r["ta"]), "sa": _pct(r["sa"]),
-                "sa_over_ta": _pct(r["sa"] / r["ta"]) if r["ta"] else None,
-                "queries": r["queries"], "cosine": round(r["cosine"], 4),
-                "agreement": _pct(r["agreement"])})
+    row = {"dataset": r["dataset"] + (" (steal FAILED)" if r.get("failed") else ""),
+           "ta": _pct(r["ta"]), "sa": _pct(r["sa"]),
+           "sa_over_ta": _pct(r["sa"] / r["ta"]) if r["ta"] else None,
+           "queries": r["queries"], "cosine": round(r["cosine"], 4),
+           "agreement": _pct(r["agreement"])}
+    if "ta_undefended" in r:
+      row.update(ta_undefended=_pct(r["ta_undefended"]),
+                 ta_drop=round(100 * (r["ta_undefended"] - r["ta"]), 2),
+                 utility_cosine=round(r["utility_cosine"], 4))
+    out.append(row)
   return out
 
 
-def markdown(rows: list[dict], settings: dict, stage_times: dict) -> str:
-  """A markdown table of the results, the attack settings and the stage times."""
+def _columns(table):
+  return COLUMNS + ([c for c in DEFENSE_COLUMNS] if any("ta_undefended" in r for r in table) else [])
+
+
+def _fmt(d: dict) -> str:
+  return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def markdown(rows: list[dict], settings: dict, stage_times: dict, context: dict | None = None) -> str:
+  """A markdown table of the results, the attack/target/probe/defense settings and times."""
   table = rows_for_table(rows)
-  lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
-           "|" + "|".join("---" for _ in COLUMNS) + "|"]
+  columns = _columns(table)
+  lines = ["| " + " | ".join(title for _, title in columns) + " |",
+           "|" + "|".join("---" for _ in columns) + "|"]
   for r in table:
-    lines.append("| " + " | ".join("" if r[k] is None else str(r[k]) for k, _ in COLUMNS) + " |")
+    lines.append("| " + " | ".join("" if r.get(k) is None else str(r[k]) for k, _ in columns) + " |")
   lines.append("")
-  lines.append("Attack: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+  context = context or {}
+  if context.get("failed"):
+    lines.append(f"**The steal FAILED**: {context['failed']}")
+  lines.append("Attack: " + _fmt(settings))
+  for key, title in (("target", "Target"), ("defense", "Defense"), ("probe", "Probe")):
+    if context.get(key):
+      lines.append(f"{title}: " + _fmt(context[key]))
   lines.append("Stage times: " + ", ".join(f"{k} {v}" for k, v in stage_times.items()))
   return "\n".join(lines) + "\n"
 
 
-def write(workdir: str, rows: list[dict], settings: dict, stage_times: dict) -> str:
-  """Writes results.md, results.csv and results.json; returns the markdown."""
-  md = markdown(rows, settings, stage_times)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
+def write(workdir: str, rows: list[dict], settings: dict, stage_times: dict,
+          context: dict | None = None) -> str:
+  """Writes results.md, results.csv and results.json (each atomically); returns the markdown."""
+  md = markdown(rows, settings, stage_times, context)
+  tmp = os.path.join(workdir, "results.md.tmp")
+  with open(tmp, "w") as f:
     f.write(md)
+  os.replace(tmp, os.path.join(workdir, "results.md"))
   table = rows_for_table(rows)
-  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=[k for k, _ in COLUMNS] + sorted(settings))
+  flat = {**settings, **{f"target_{k}": v for k, v in (context or {}).get("target", {}).items()},
+          **{f"defense_{k}": v for k, v in (context or {}).get("defense", {}).items()},
+          **{f"probe_{k}": v for k, v in (context or {}).get("probe", {}).items()}}
+  tmp = os.path.join(workdir, "results.csv.tmp")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=[k for k, _ in _columns(table)] + sorted(flat))
     writer.writeheader()
     for r in table:
-      writer.writerow({**r, **settings})
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"rows": table, "raw": rows, "settings": settings, "stage_times": stage_times}, f, indent=2)
+      writer.writerow({**r, **flat})
+  os.replace(tmp, os.path.join(workdir, "results.csv"))
+  stages.write_json_atomic(os.path.join(workdir, "results.json"),
+                           {"rows": table, "raw": rows, "settings": settings,
+                            "stage_times": stage_times, **(context or {})}, indent=2)
   return md

@@ -14,10 +14,12 @@ as separate BatchNorm passes. All three are options here (``normalize_features``
 ``reduction``, ``bn_passes``); the summary records the choices.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import time
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +27,8 @@ import numpy as np
 from absl import logging
 
 from stolen_jax import augment as augment_lib
-from stolen_jax import eaas, features, losses, metrics, models, optim, parallel, pretrain, train_lib
+from stolen_jax import (defend, eaas, features, losses, metrics, models, optim, parallel,
+                        pretrain, stages, train_lib)
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError, choose
 
@@ -123,115 +126,283 @@ def attack_settings(cfg) -> dict:
 
 
 def validate_settings(cfg) -> None:
-  """Checks the attack's names and values (before any stage runs)."""
+  """Checks the attack's names and values (before any stage runs or any query is paid)."""
   choose("steal.variant", cfg.variant, VARIANTS)
   choose("steal.distance", cfg.distance, losses.DISTANCES)
   choose("steal.reduction", cfg.reduction, ("mean", "sum"))
   choose("steal.bn_passes", cfg.bn_passes, ("separate", "joint"))
-  if cfg.lambda_ < 0:
-    raise ConfigError(f"steal.lambda_={cfg.lambda_} must be >= 0")
+  if not np.isfinite(cfg.lambda_) or cfg.lambda_ < 0:
+    raise ConfigError(f"steal.lambda_={cfg.lambda_} must be a finite number >= 0")
+  for key in ("epochs", "batch_size", "query_batch_size", "image_size"):
+    if not isinstance(cfg[key], int) or cfg[key] < 1:
+      raise ConfigError(f"steal.{key}={cfg[key]!r} must be an integer >= 1")
+  if not isinstance(cfg.eval_heldout, int) or cfg.eval_heldout < 0:
+    raise ConfigError(f"steal.eval_heldout={cfg.eval_heldout!r} must be an integer >= 0")
+  if cfg.query_budget is not None and cfg.query_budget < 0:
+    raise ConfigError(f"steal.query_budget={cfg.query_budget} must be >= 0")
+  if not np.isfinite(cfg.lr) or cfg.lr <= 0:
+    raise ConfigError(f"steal.lr={cfg.lr} must be a finite number > 0")
+  size = cfg.surrogate_size
+  if not (isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0
+          and (size <= 1 or float(size).is_integer())):
+    raise ConfigError(f"steal.surrogate_size={size!r}: give a count >= 1 or a fraction in (0, 1]")
+  if isinstance(size, (int, float)) and size >= 1 and size < cfg.batch_size:
+    raise ConfigError(f"steal.surrogate_size={size} is smaller than steal.batch_size="
+                      f"{cfg.batch_size}: not one training step per epoch")
 
 
 def _validate(cfg):
   validate_settings(cfg)
   if not cfg.target:
     raise ConfigError("steal.target is required: the path of the target encoder's Orbax "
-                      "checkpoint (e.g. <workdir>/pretrain/checkpoints)")
+                      "checkpoint (e.g. <workdir>/pretrain)")
 
 
-def make_service(cfg, mesh, workdir: str, defense=None):
-  """The EaaS API over the target checkpoint, its query log kept in ``workdir``."""
-  return eaas.from_checkpoint(cfg.target, mesh, budget=cfg.query_budget,
-                              defense=defense or eaas.service.identity_defense,
-                              log_path=os.path.join(workdir, "queries.jsonl"),
-                              batch_size=cfg.query_batch_size)
+def steal_settings(config) -> dict:
+  """What determines a stolen encoder (the stage key): the attack's settings and seed, and
+  for the pre-training-encoder baseline the target's pretraining recipe it reuses."""
+  cfg = config.steal
+  settings = {**stages.settings_of(cfg), "seed": config.seed}
+  if cfg.variant == "pretrain_encoder":
+    settings["pretrain"] = stages.settings_of(config.pretrain, exclude=("dataset", "split",
+                                                                       "num_examples", "knn"))
+  return settings
 
 
-def run(config, workdir: str, mesh=None, defense=None) -> dict:
-  """``job='steal'``: query stage then training; writes checkpoints and ``summary.json``."""
+@dataclasses.dataclass
+class Target:
+  """The target encoder as the provider holds it: module, weights, meta (with the content
+  ``fingerprint``), and its true features (no defense, no metering)."""
+  encoder: Any
+  variables: Any
+  meta: dict
+  features_fn: Callable[[np.ndarray], np.ndarray]
+
+
+def open_target(path: str, mesh, batch_size: int = 512) -> Target:
+  """Restores the target encoder checkpointed at ``path``."""
+  from stolen_jax import checkpoint
+  encoder, variables, meta = checkpoint.restore_encoder(path)
+  fn = features.make_feature_fn(encoder)
+  return Target(encoder, variables, meta,
+                lambda images: features.extract(fn, variables, images, mesh, batch_size))
+
+
+def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_dir: str, mesh,
+                  seed: int, data_for_epoch=None, **meta_extra):
+  """Algorithm 1's training loop: a stolen encoder of ``cfg`` fitted to ``target_features``
+  of ``images`` in ``stage_dir`` (checkpoints, metrics). Returns (FitResult, model)."""
+  name = meta_extra.pop("name", "steal")
+  model, tx, step_fn = make_trainer(cfg, (len(images) // cfg.batch_size) * cfg.epochs,
+                                    target_dim=target_features.shape[1])
+  sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
+  data = {"images": parallel.put_replicated(images, mesh),
+          "target": parallel.put_replicated(target_features, mesh)}
+  meta = pretrain.encoder_meta(cfg, model.encoder, "steal", **attack_settings(cfg),
+                               num_images=len(images), **meta_extra)
+  writer = metrics.Writer(stage_dir)
+  try:
+    result = train_lib.fit(
+        state, step_fn, data, num_examples=len(images), batch_size=cfg.batch_size,
+        epochs=cfg.epochs, seed=seed, mesh=mesh,
+        checkpoint_dir=os.path.join(stage_dir, "checkpoints"), meta=meta, writer=writer,
+        steps_per_dispatch=cfg.steps_per_dispatch,
+        checkpoint_every_epochs=cfg.checkpoint_every_epochs, log_every_steps=cfg.log_every_steps,
+        images_per_example=1 if cfg.lambda_ == 0 else 2,
+        data_for_epoch=data_for_epoch and (lambda epoch: data_for_epoch(epoch, data)),
+        name=name)
+  finally:
+    writer.close()
+  return result, model
+
+
+def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
+  """The provider's shadow stolen encoder f'_s for feature poisoning (§VII-C): Algorithm 1
+  on the provider's own pretraining data with the attacker's settings, trained once (its own
+  keyed stage) and reused. Returns what ``defend.make`` needs."""
+  cfg = config.steal
+  shadow_cfg = config.defense.shadow
+  pre = config.get("pretrain")
+  dataset = shadow_cfg.dataset or (pre.dataset if pre is not None else target.meta.get("dataset"))
+  if not dataset:
+    raise ConfigError("defense 'poison': set defense.shadow.dataset (the provider's data)")
+  split = shadow_cfg.split
+  num = shadow_cfg.num_examples if shadow_cfg.num_examples is not None else (
+      pre.num_examples if pre is not None and not shadow_cfg.dataset else None)
+  attacker = cfg.copy_and_resolve_references()
+  with attacker.unlocked():
+    attacker.epochs = shadow_cfg.epochs or cfg.epochs
+  stage = stages.open_stage(
+      workdir, "shadow", {"attack": stages.settings_of(attacker), "dataset": dataset,
+                          "split": split, "num_examples": num, "seed": config.seed},
+      upstream={"target": target.meta["fingerprint"]}, strict=config.get("strict_stages", False))
+  if stage.completed() is None:
+    data = sources.load(dataset, split, image_size=cfg.image_size, num_examples=num,
+                        seed=config.seed + 11, data_dir=shadow_cfg.get("data_dir") or cfg.data_dir)
+    logging.info("shadow: training the provider's shadow stolen encoder on %d images of %s",
+                 len(data), dataset)
+    t0 = time.perf_counter()
+    result, _ = train_encoder(attacker, data.images, target.features_fn(data.images), stage.dir,
+                              mesh, config.seed + 5, name="shadow")
+    stage.write_summary({"complete": True, "dataset": f"{dataset}:{split}",
+                         "num_images": len(data), "epochs": attacker.epochs,
+                         "train_s": round(time.perf_counter() - t0, 2),
+                         "final_loss": result.history[-1]["loss"] if result.history else None})
+  from stolen_jax import checkpoint
+  encoder, variables, _ = checkpoint.restore_encoder(stage.dir)
+  fn = features.make_feature_fn(encoder)
+  augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
+  return {"features_fn": lambda images: features.extract(fn, variables, images, mesh),
+          "augment": jax.jit(augment.per_key), "distance": cfg.distance,
+          "lambda_": float(cfg.lambda_), "normalize": bool(cfg.normalize_features),
+          "stage_dir": stage.dir}
+
+
+def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
+  """The provider's defense of ``config.defense`` for this target (poison: with its shadow
+  encoder, trained here if not yet)."""
+  dcfg = config.get("defense")
+  defend.validate(dcfg, target.meta.get("feature_dim"))
+  shadow = None
+  if dcfg is not None and dcfg.name == "poison":
+    shadow = train_shadow(config, workdir, target, mesh)
+  return defend.make(dcfg, target.meta.get("feature_dim"), shadow)
+
+
+def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
+        defense: Optional[defend.Defense] = None) -> dict:
+  """``job='steal'``: the query stage (``workdir/query/<key>``, keyed by the target's
+  fingerprint, the surrogate images and the defense) then training (``workdir/steal/<key>``,
+  keyed by the attack's settings and the query stage). A finished stage with the same key is
+  restored; other settings get their own directory. Returns the steal summary."""
   cfg = config.steal
   _validate(cfg)
   mesh = mesh or parallel.make_mesh()
   seed = config.seed
+  strict = config.get("strict_stages", False)
   t_start = time.perf_counter()
-  service, target_meta = make_service(cfg, mesh, workdir, defense)
-  surrogate = load_surrogate(cfg, target_meta, seed)
+  target = target or open_target(cfg.target, mesh, cfg.query_batch_size)
+  defense = defense or build_defense(config, workdir, target, mesh)
+  surrogate = load_surrogate(cfg, target.meta, seed)
+  images_fp = eaas.cache.fingerprint(surrogate.images)
+  cache_key = {"images": images_fp, "target": target.meta["fingerprint"],
+               "defense": stages.key_of(defense.settings)}
+  query_stage = stages.open_stage(
+      workdir, "query", {"surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}",
+                         "size": len(surrogate), "image_size": cfg.image_size, "seed": seed},
+      upstream={"images": images_fp, "target": target.meta["fingerprint"],
+                "defense": defense.settings}, strict=strict)
+  upstream = ({"surrogate": images_fp} if cfg.variant == "pretrain_encoder"
+              else {"query": query_stage.key})
+  stage = stages.open_stage(workdir, "steal", steal_settings(config), upstream=upstream,
+                            strict=strict)
+  done = stage.completed()
+  if done is not None:
+    logging.info("steal: restored the finished stage %s", stage.dir)
+    return {**done, "restored": True}
   if cfg.variant == "pretrain_encoder":
-    return _pretrain_baseline(config, surrogate, workdir, seed, t_start)
-  queries_before = service.queries_used
+    return _pretrain_baseline(config, surrogate, stage, seed, t_start)
 
   # Query stage: one query per surrogate image, answers cached durably (Algorithm 1, line 4).
+  service = eaas.QueryService(target.features_fn, budget=cfg.query_budget, defense=defense,
+                              log_path=os.path.join(query_stage.dir, "queries.jsonl"))
+  cache = eaas.FeatureCache(query_stage.dir, "surrogate", len(surrogate), cache_key)
+  aug_service = None
+  if cfg.variant == "query_aug" and cfg.lambda_ > 0:
+    aug_service = eaas.QueryService(target.features_fn, defense=defense,
+                                    log_path=os.path.join(stage.dir, "aug_queries.jsonl"))
+  _check_budget(cfg, len(surrogate), cache, service, aug_service)
+  if aug_service is not None and cfg.query_budget is not None:
+    aug_service.budget = aug_service.queries_used + cfg.query_budget - service.queries_used - int(
+        (~cache.answered).sum())
+  paid_before = service.queries_used + (aug_service.queries_used if aug_service else 0)
   t_query = time.perf_counter()
-  cache = eaas.FeatureCache(os.path.join(workdir, "query"), "surrogate", len(surrogate),
-                            eaas.cache.fingerprint(surrogate.images))
   target_features = eaas.query_with_cache(service, surrogate.images, cache, cfg.query_batch_size)
   query_s = time.perf_counter() - t_query
-  logging.info("steal: %d surrogate features (dim %d); %d queries paid so far", len(surrogate),
-               target_features.shape[1], service.queries_used)
-
-  model, tx, step_fn = make_trainer(cfg, (len(surrogate) // cfg.batch_size) * cfg.epochs,
-                                    target_dim=target_features.shape[1])
-  sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
-  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
-  data = {"images": parallel.put_replicated(surrogate.images, mesh),
-          "target": parallel.put_replicated(target_features, mesh)}
+  logging.info("steal: %d surrogate features (dim %d); %d queries paid for this query stage",
+               len(surrogate), target_features.shape[1], service.queries_used)
   data_for_epoch = None
-  if cfg.variant == "query_aug" and cfg.lambda_ > 0:
-    data_for_epoch = _query_aug_data(cfg, data, surrogate.images, service, workdir, seed, mesh)
-  meta = pretrain.encoder_meta(cfg, model.encoder, "steal", **attack_settings(cfg),
-                               surrogate=cfg.surrogate, num_images=len(surrogate))
-  writer = metrics.Writer(workdir)
-  views = 1 if cfg.lambda_ == 0 else 2
-  result = train_lib.fit(
-      state, step_fn, data, num_examples=len(surrogate), batch_size=cfg.batch_size,
-      epochs=cfg.epochs, seed=seed, mesh=mesh, checkpoint_dir=os.path.join(workdir, "checkpoints"),
-      meta=meta, writer=writer, steps_per_dispatch=cfg.steps_per_dispatch,
-      checkpoint_every_epochs=cfg.checkpoint_every_epochs, log_every_steps=cfg.log_every_steps,
-      images_per_example=views, data_for_epoch=data_for_epoch, name="steal")
-  writer.close()
+  if aug_service is not None:
+    data_for_epoch = _query_aug_data(cfg, surrogate.images, aug_service, stage.dir, seed, mesh)
+  result, model = train_encoder(cfg, surrogate.images, target_features, stage.dir, mesh, seed,
+                                data_for_epoch, surrogate=cfg.surrogate)
+  paid = service.queries_used + (aug_service.queries_used if aug_service else 0)
   summary = {
       **attack_settings(cfg), "target": os.path.abspath(cfg.target),
+      "target_fingerprint": target.meta["fingerprint"], "defense": defense.settings,
       "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(surrogate),
-      "queries": service.queries_used, "queries_this_run": service.queries_used - queries_before,
+      "queries": paid, "queries_this_run": paid - paid_before,
+      "queries_repaired": int(len(cache.damaged_rows)),
       "query_s": round(query_s, 2), "compile_s": round(result.compile_s, 2),
       "train_s": round(result.train_s, 2), "images_per_s": round(result.images_per_s, 1),
       "steps_per_s": round(result.steps_per_s, 3), "final_step": int(result.state.step),
-      "resumed_from_step": result.resumed_from_step,
+      "resumed_from_step": result.resumed_from_step, "query_stage": query_stage.dir,
+      "stage_dir": stage.dir,
   }
   if result.history:
     summary.update(final_l1=result.history[-1]["l1"], final_l2=result.history[-1]["l2"],
                    final_loss=result.history[-1]["loss"])
   if cfg.eval_heldout:
-    summary["heldout"] = heldout_fidelity(cfg, result.state, model, mesh, seed)
+    summary["heldout"] = heldout_fidelity(cfg, result.state, model, target, mesh, seed)
+    failure = heldout_failure(summary["heldout"])
+    if failure:
+      summary["failed"] = failure
+      logging.warning("steal FAILED: %s", failure)
   summary["wall_s"] = round(time.perf_counter() - t_start, 2)
   summary["complete"] = True
-  return _write_summary(workdir, summary, result.history)
+  return _write_summary(stage, summary, result.history)
 
 
-def _query_aug_data(cfg, data, images, service, workdir, seed, mesh):
+def _check_budget(cfg, n: int, cache, service, aug_service) -> None:
+  """Refuses, before the first query, a steal whose budget cannot cover what it still needs."""
+  if cfg.query_budget is None:
+    return
+  needed = int((~cache.answered).sum())
+  if aug_service is not None:
+    needed += max(0, cfg.epochs * n - aug_service.queries_used)
+  spent = service.queries_used + (aug_service.queries_used if aug_service else 0)
+  if spent + needed > cfg.query_budget:
+    raise eaas.QueryBudgetExceeded(
+        f"this steal needs {needed} more queries ({'(e+1)·|D|' if aug_service else '|D|'} = "
+        f"{n * (1 + (cfg.epochs if aug_service else 0))} in all, {spent} already paid) but "
+        f"steal.query_budget={cfg.query_budget}; nothing was queried")
+
+
+def heldout_failure(heldout: dict, margin: float = 0.01) -> Optional[str]:
+  """Why a steal failed, if its held-out fidelity is no better than a random encoder's."""
+  s, r = heldout.get("stolen_cosine"), heldout.get("random_cosine")
+  if s is None or r is None:
+    return None
+  if not np.isfinite(s) or s <= r + margin:
+    return (f"held-out cosine to the target {s:.3f} is no better than a random encoder's "
+            f"{r:.3f}: the steal did not learn (learning rate, data?)")
+  return None
+
+
+def _query_aug_data(cfg, images, service, stage_dir, seed, mesh):
   """Per-epoch data for query-aug: A(x) for every surrogate image and its paid answer
   f_t(A(x)), cached per epoch so a rerun does not pay twice."""
   augment_all = jax.jit(augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg)))
 
-  def for_epoch(epoch):
+  def for_epoch(epoch, data):
     views = np.asarray(augment_all(images, jax.random.fold_in(jax.random.PRNGKey(seed + 7), epoch)))
     views_u8 = np.clip(np.round(views * 255), 0, 255).astype(np.uint8)  # What is sent to the API.
-    cache = eaas.FeatureCache(os.path.join(workdir, "query"), f"aug_epoch{epoch:04d}", len(images),
-                              eaas.cache.fingerprint(views_u8))
+    cache = eaas.FeatureCache(os.path.join(stage_dir, "query_aug"), f"epoch{epoch:04d}",
+                              len(images), {"images": eaas.cache.fingerprint(views_u8),
+                                            "defense": stages.key_of(service.defense.settings)})
     answers = eaas.query_with_cache(service, views_u8, cache, cfg.query_batch_size)
     return {**data, "images_aug": parallel.put_replicated(views_u8.astype(np.float32) / 255.0, mesh),
             "target_aug": parallel.put_replicated(answers, mesh)}
   return for_epoch
 
 
-def heldout_fidelity(cfg, state, model, mesh, seed) -> dict:
+def heldout_fidelity(cfg, state, model, target: Target, mesh, seed) -> dict:
   """Evaluation only (not an attacker query): on held-out images, the distance between the
   target's and the stolen encoder's features, beside a random-init encoder's."""
-  from stolen_jax import checkpoint
   images = sources.load(cfg.surrogate, cfg.heldout_split, image_size=cfg.image_size,
                         num_examples=cfg.eval_heldout, seed=seed + 3, data_dir=cfg.data_dir).images
-  target_enc, target_vars, _ = checkpoint.restore_encoder(cfg.target)
-  f_t = features.extract(features.make_feature_fn(target_enc), target_vars, images, mesh)
+  f_t = target.features_fn(images)
   stolen_fn = features.make_feature_fn(model.encoder)
   f_s = features.extract(stolen_fn, pretrain.encoder_variables(state), images, mesh)
   random_vars = jax.jit(model.encoder.init)(jax.random.PRNGKey(seed + 99), jnp.asarray(images[:1], jnp.float32))
@@ -245,7 +416,7 @@ def heldout_fidelity(cfg, state, model, mesh, seed) -> dict:
   return out
 
 
-def _pretrain_baseline(config, surrogate, workdir, seed, t_start) -> dict:
+def _pretrain_baseline(config, surrogate, stage, seed, t_start) -> dict:
   """The pre-training-encoder baseline: SimCLR on the surrogate set, target's settings."""
   cfg = config.steal
   base = config.pretrain.copy_and_resolve_references()
@@ -254,16 +425,15 @@ def _pretrain_baseline(config, surrogate, workdir, seed, t_start) -> dict:
     base.split = cfg.surrogate_split
     base.num_examples = len(surrogate)
     base.knn.enabled = False
-  summary = pretrain.train(base, workdir, seed, stage="steal")
+  summary = pretrain.train(base, stage.dir, seed, stage="steal")
   summary.update(variant="pretrain_encoder", queries=0, queries_this_run=0,
                  surrogate=f"{cfg.surrogate}:{cfg.surrogate_split}", surrogate_size=len(surrogate),
-                 wall_s=round(time.perf_counter() - t_start, 2))
-  return _write_summary(workdir, summary, summary.pop("history", []))
+                 stage_dir=stage.dir, wall_s=round(time.perf_counter() - t_start, 2))
+  return _write_summary(stage, summary, summary.pop("history", []))
 
 
-def _write_summary(workdir, summary, history) -> dict:
-  """Writes ``summary.json`` (summary + per-epoch history) and returns what it wrote."""
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump({**summary, "history": history}, f, indent=2)
-  logging.info("steal summary: %s", json.dumps(summary))
-  return {**summary, "history": history}
+def _write_summary(stage, summary, history) -> dict:
+  """Writes ``summary.json`` (summary + per-epoch history) atomically; returns what it wrote."""
+  written = stage.write_summary({**summary, "history": history})
+  logging.info("steal summary: %s", json.dumps({k: v for k, v in written.items() if k != "history"}))
+  return written

@@ -67,6 +67,25 @@ def apply_gradients(state: TrainState, tx, grads, batch_stats) -> TrainState:
                        batch_stats=batch_stats, opt_state=opt_state)
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  """True when every float leaf of ``tree`` is finite: one on-device reduction."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def check_finite(state: TrainState, name: str, checkpoint_dir: str, last_good) -> None:
+  """Stops with TrainingDiverged when a parameter or BatchNorm statistic is not finite,
+  before anything is saved: a diverged state never becomes a checkpoint (a loss bounded by
+  normalised features can stay finite while the weights are NaN)."""
+  if not bool(_all_finite((state.params, state.batch_stats))):
+    raise TrainingDiverged(
+        f"{name}: parameters or BatchNorm statistics became NaN/inf by step {int(state.step)}; "
+        f"lower the learning rate or check the data. Nothing was saved after the last good "
+        f"checkpoint (step {last_good}) in {checkpoint_dir}.")
+
+
 def largest_divisor_at_most(n: int, limit: int) -> int:
   """The largest d <= limit dividing n, so every dispatch scans the same number of steps
   (one compilation)."""
@@ -148,6 +167,8 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   may return extra metrics (e.g. a kNN accuracy) to log. ``data_for_epoch(epoch)``, if given,
   supplies each epoch's data instead of ``data`` (same shapes; e.g. freshly queried answers).
   """
+  if epochs < 1 or batch_size < 1:
+    raise ConfigError(f"{name}: epochs={epochs} and batch_size={batch_size} must be >= 1")
   steps_per_epoch = num_examples // batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f"{name}: batch_size={batch_size} is larger than the {num_examples} "
@@ -222,6 +243,7 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
     history.append({"epoch": epoch + 1, **epoch_metrics})
     progress.update(int(state.step), force=epoch == epochs - 1)
     if (epoch + 1) % checkpoint_every_epochs == 0 or epoch == epochs - 1:
+      check_finite(state, name, checkpoint_dir, mngr.latest_step())
       checkpoint.save(mngr, int(state.step), state, meta)
   mngr.wait_until_finished()
   mngr.close()

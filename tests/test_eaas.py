@@ -41,7 +41,7 @@ def test_counts_and_budget_refusal_pays_nothing(tmp_path):
 
 
 def test_defense_applies_to_answers():
-  service = eaas.QueryService(fake_target(), defense=lambda f: np.round(f, -1))
+  service = eaas.QueryService(fake_target(), defense=lambda f, images: np.round(f, -1))
   assert np.all(service.query(images(5)) % 10 == 0)
 
 
@@ -76,12 +76,12 @@ def test_budget_too_small_fails_clearly_and_pays_nothing_beyond(tmp_path):
   with pytest.raises(eaas.QueryBudgetExceeded):
     eaas.query_with_cache(service, x, eaas.FeatureCache(str(tmp_path), "d", len(x),
                                                         eaas.cache.fingerprint(x)), 8)
-  assert service.queries_used == 16  # Two full batches; the third would pass the budget.
+  assert service.queries_used == 0  # Checked for all 40 before the first query.
 
 
 def test_cache_for_other_images_is_refused(tmp_path):
   x = images()
   eaas.query_with_cache(eaas.QueryService(fake_target()), x,
                         eaas.FeatureCache(str(tmp_path), "d", len(x), eaas.cache.fingerprint(x)))
-  with pytest.raises(DataError, match="different surrogate set"):
+  with pytest.raises(DataError, match="holds answers for other images"):
     eaas.FeatureCache(str(tmp_path), "d", len(x), eaas.cache.fingerprint(x[::-1]))

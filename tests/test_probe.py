@@ -64,7 +64,8 @@ def test_probe_job_on_a_checkpoint(tiny_target, tmp_path):
 
 
 def _query_log_total(path):
-  return sum(json.loads(l)["count"] for l in open(path)) if os.path.exists(path) else 0
+  import glob
+  return sum(json.loads(l)["count"] for p in glob.glob(str(path)) for l in open(p))
 
 
 def test_pipeline_writes_table_and_rerun_skips_every_stage(tmp_path, capsys):
@@ -82,12 +83,30 @@ def test_pipeline_writes_table_and_rerun_skips_every_stage(tmp_path, capsys):
   header = open(tmp_path / "results.csv").readline()
   assert header.startswith("dataset,ta,sa,sa_over_ta,queries,cosine,agreement")
   assert "normalize_features=True" in md
-  paid = _query_log_total(tmp_path / "steal" / "queries.jsonl")
+  paid = _query_log_total(tmp_path / "query" / "*" / "queries.jsonl")
   customer = _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl")
   assert paid == 32 and customer == 64 + 32  # Probe train + test images via the API.
 
   again = pipeline.run(config, str(tmp_path))
   assert again["stage_times"]["target"] == "restored" and again["stage_times"]["steal"] == "restored"
-  assert _query_log_total(tmp_path / "steal" / "queries.jsonl") == paid
+  assert _query_log_total(tmp_path / "query" / "*" / "queries.jsonl") == paid
   assert _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl") == customer
   assert again["rows"][0]["ta"] == row["ta"] and again["rows"][0]["sa"] == row["sa"]
+
+
+def test_pipeline_rerun_with_new_attack_settings_recomputes_only_the_steal(tmp_path):
+  config = tiny_steal_config(None, epochs=1)
+  config.job = "pipeline"
+  config.pretrain = tiny_pretrain_block(epochs=1)
+  config.probe = tiny_probe_block()
+  first = pipeline.run(config, str(tmp_path))
+  customer = _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl")
+  config.steal.lambda_ = 0.0
+  second = pipeline.run(config, str(tmp_path))
+  times = second["stage_times"]
+  assert times["target"] == "restored" and times["steal"] != "restored"
+  assert second["settings"]["lambda"] == 0.0 and first["settings"]["lambda"] == 20.0
+  md = open(tmp_path / "results.md").read()
+  assert "lambda=0.0" in md and "Target: method=simclr" in md and "Probe: hidden=[32, 16]" in md
+  assert _query_log_total(tmp_path / "query" / "*" / "queries.jsonl") == 32  # Answers reused.
+  assert _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl") == customer

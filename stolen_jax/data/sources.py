@@ -83,12 +83,19 @@ def _load_npz(path: str, split_name: str):
   if not os.path.exists(path):
     raise DataError(f"npz file {path!r} does not exist (expected arrays x_train, y_train, "
                     "x_test, y_test of uint8 images)")
-  with np.load(path) as data:
-    key = f"x_{split_name}"
-    if key not in data:
-      raise DataError(f"{path!r} has no array {key!r}; it has {sorted(data.files)}")
-    images = data[key]
-    labels = data[f"y_{split_name}"].reshape(-1).astype(np.int32) if f"y_{split_name}" in data else None
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      key = f"x_{split_name}"
+      if key not in data:
+        raise DataError(f"{path!r} has no array {key!r}; it has {sorted(data.files)}")
+      images = data[key]
+      labels = data[f"y_{split_name}"].reshape(-1).astype(np.int32) if f"y_{split_name}" in data else None
+  except DataError:
+    raise
+  except Exception as e:  # Not a zip, a truncated member, pickled objects, ...
+    raise DataError(f"cannot read npz file {path!r} ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:160] if str(e) else 'damaged'}); expected uint8 "
+                    "arrays x_train, y_train, x_test, y_test") from None
   num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
   return images, labels, num_classes
 
@@ -116,7 +123,14 @@ def _load_folder(path: str, split_name: str):
              if f.lower().endswith(_IMAGE_SUFFIXES)]
   if not files:
     raise DataError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) found in {path!r}")
-  images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+  images = []
+  for f in files:
+    try:
+      with Image.open(f) as im:
+        images.append(np.asarray(im.convert("RGB")))
+    except Exception as e:
+      raise DataError(f"cannot read image file {f!r} ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:160] if str(e) else 'unreadable'})") from None
   shapes = {im.shape for im in images}
   if len(shapes) > 1:  # Mixed sizes: bring them to a common size before stacking.
     target = max(shapes)[:2]
@@ -180,6 +194,35 @@ def resize_images(images: np.ndarray, image_size: int, chunk: int = 2048) -> np.
   return np.concatenate(out)
 
 
+def to_uint8(images: np.ndarray, name: str) -> np.ndarray:
+  """uint8 images as they are; floats in [0, 1] scaled by 255, floats or integers in
+  [0, 255] rounded; anything else (negative, > 255, NaN) is a DataError, never a cast."""
+  if images.dtype == np.uint8:
+    return images
+  if images.dtype == np.bool_ or not (np.issubdtype(images.dtype, np.floating)
+                                       or np.issubdtype(images.dtype, np.integer)):
+    raise DataError(f"{name}: images of dtype {images.dtype} are not supported (give uint8, or "
+                    "floats in [0, 1] or [0, 255])")
+  if images.size == 0:
+    return images.astype(np.uint8)
+  lo, hi = float(np.min(images)), float(np.max(images))
+  if not (np.isfinite(lo) and np.isfinite(hi)):
+    raise DataError(f"{name}: images contain NaN or inf")
+  if lo < 0 or hi > 255:
+    raise DataError(f"{name}: {images.dtype} images range over [{lo:g}, {hi:g}]; give uint8, "
+                    "or floats in [0, 1] or [0, 255]")
+  if np.issubdtype(images.dtype, np.floating) and hi <= 1.0:
+    images = images * 255.0  # Floats in [0, 1] (the usual ML convention).
+  return np.clip(np.round(images), 0, 255).astype(np.uint8)
+
+
+def check_image_shape(images: np.ndarray, name: str) -> None:
+  """Images must be (N, H, W) or (N, H, W, C) with C in 1, 3, 4."""
+  if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
+    raise DataError(f"{name}: image array of shape {images.shape} is not (N, H, W) or "
+                    "(N, H, W, C) with 1, 3 or 4 channels")
+
+
 def to_rgb(images: np.ndarray) -> np.ndarray:
   """(N,H,W) or (N,H,W,1) grey -> (N,H,W,3) by channel repetition; RGBA -> RGB."""
   if images.ndim == 3:
@@ -222,8 +265,8 @@ def load(spec: str, split: str = "train", *, image_size: int = 32, num_examples=
     window = _apply_slice(len(images), bounds)
     images = images[window]
     labels = labels[window] if labels is not None else None
-  if images.dtype != np.uint8:
-    images = np.clip(images, 0, 255).astype(np.uint8)
+  check_image_shape(images, f"{spec}:{split}")
+  images = to_uint8(images, f"{spec}:{split}")
   idx = subset_indices(len(images), num_examples, seed)
   images = images[idx]
   labels = labels[idx] if labels is not None else None

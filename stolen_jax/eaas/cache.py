@@ -1,9 +1,13 @@
 """The attacker's durable cache of paid answers, keyed by surrogate example.
 
-Answers are written to a memory-mapped ``.npy`` as each batch arrives and the example is
-marked answered only after its features are flushed, so a crash loses at most the batch in
-flight and a rerun re-pays nothing already answered. A fingerprint of the images guards
-against reusing a cache for a different surrogate set.
+Answers are written to ``<name>.features.npy`` as each batch arrives; only after they are
+flushed does the row's checksum go into ``<name>.rows.npy`` (replaced atomically), and a
+row counts as answered only while its checksum matches its bytes. So a crash loses at most
+the batch in flight, a rerun re-pays nothing already answered, and a damaged file (truncated,
+overwritten) is detected row by row: the damaged rows are re-queried, and only they.
+
+The cache is keyed: the images' fingerprint, the target's content fingerprint and the
+defense the provider applied. Answers paid under one key are never read under another.
 """
 
 import hashlib
@@ -24,48 +28,146 @@ def fingerprint(images: np.ndarray) -> str:
   return h.hexdigest()[:16]
 
 
-class FeatureCache:
-  """Features of N examples in ``directory/<name>.features.npy``, with an answered mask."""
+def row_checksums(rows: np.ndarray) -> np.ndarray:
+  """One non-zero uint64 checksum per row (0 is reserved for 'not answered')."""
+  rows = np.ascontiguousarray(rows, np.float32)
+  out = np.empty(len(rows), np.uint64)
+  for i, row in enumerate(rows):
+    out[i] = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") | 1
+  return out
 
-  def __init__(self, directory: str, name: str, num_examples: int, images_fingerprint: str):
+
+def _describe(key: dict) -> str:
+  return ", ".join(f"{k}={v}" for k, v in sorted(key.items()))
+
+
+def _ranges(indices: np.ndarray) -> str:
+  """'0-4, 9' for [0,1,2,3,4,9]."""
+  parts, start = [], None
+  for i, x in enumerate(indices):
+    if start is None:
+      start = x
+    if i + 1 == len(indices) or indices[i + 1] != x + 1:
+      parts.append(f"{start}" if start == x else f"{start}-{x}")
+      start = None
+  return ", ".join(parts[:8]) + (" ..." if len(parts) > 8 else "")
+
+
+class FeatureCache:
+  """Features of N examples in ``directory/<name>.*``, keyed by ``key``.
+
+  ``key``: a dict naming what the answers depend on (``images`` fingerprint, ``target``
+  fingerprint, ``defense``); a string is taken as the images' fingerprint alone.
+  """
+
+  def __init__(self, directory: str, name: str, num_examples: int, key):
     os.makedirs(directory, exist_ok=True)
     self.base = os.path.join(directory, name)
     self.num_examples = num_examples
-    self.fingerprint = images_fingerprint
+    self.key = {"images": key} if isinstance(key, str) else dict(key)
     self._features = None
+    self.feature_dim = None
+    self.checksums = np.zeros(num_examples, np.uint64)
+    self.damaged_rows = np.zeros(0, np.int64)
     meta_path = self.base + ".json"
     if os.path.exists(meta_path):
-      with open(meta_path) as f:
-        meta = json.load(f)
-      if meta["fingerprint"] != images_fingerprint or meta["num_examples"] != num_examples:
-        raise DataError(f"the query cache {self.base}.* was made for a different surrogate set "
-                        f"({meta}); use another workdir or delete it (its answers are paid for)")
+      try:
+        with open(meta_path) as f:
+          meta = json.load(f)
+      except ValueError:
+        meta = None
+      if meta is None:
+        logging.warning("query cache %s: its record is damaged; starting it afresh", meta_path)
+        return
+      old_key = meta.get("key", {"images": meta.get("fingerprint")})
+      if old_key != self.key or meta["num_examples"] != num_examples:
+        what = [k for k in sorted(set(old_key) | set(self.key)) if old_key.get(k) != self.key.get(k)]
+        raise DataError(
+            f"the query cache {self.base}.* holds answers for other {', '.join(what) or 'sizes'} "
+            f"({_describe(old_key)}; this run: {_describe(self.key)}); its answers are not valid "
+            "here. Use another workdir, or delete the cache (its answers were paid for)")
       self.feature_dim = meta["feature_dim"]
-      self._features = np.load(self.base + ".features.npy", mmap_mode="r+")
-      self.answered = np.load(self.base + ".answered.npy")
-    else:
-      self.feature_dim = None
-      self.answered = np.zeros(num_examples, bool)
+      self._open_existing()
+
+  def _open_existing(self):
+    """Reads the features file as far as it is intact and keeps only rows whose checksum
+    matches: truncation or overwritten bytes mark those rows unanswered."""
+    path = self.base + ".features.npy"
+    rows_path = self.base + ".rows.npy"
+    stored = np.zeros(self.num_examples, np.uint64)
+    if os.path.exists(rows_path):
+      try:
+        stored = np.load(rows_path)
+        if stored.shape != (self.num_examples,):
+          raise ValueError(f"shape {stored.shape}")
+      except Exception as e:
+        logging.warning("query cache %s: row record unreadable (%s); every row is re-checked "
+                        "as unanswered", rows_path, e)
+        stored = np.zeros(self.num_examples, np.uint64)
+    features = np.zeros((self.num_examples, self.feature_dim), np.float32)
+    if os.path.exists(path):
+      with open(path, "rb") as f:
+        try:
+          np.lib.format.read_magic(f)
+          np.lib.format.read_array_header_1_0(f)
+          data = f.read()
+        except Exception:
+          data = b""
+      row_bytes = 4 * self.feature_dim
+      intact = min(len(data) // row_bytes, self.num_examples)
+      features[:intact] = np.frombuffer(data[:intact * row_bytes], np.float32).reshape(
+          intact, self.feature_dim)
+    answered_before = stored != 0
+    actual = row_checksums(features)
+    ok = answered_before & (actual == stored)
+    self.damaged_rows = np.flatnonzero(answered_before & ~ok)
+    if len(self.damaged_rows):
+      logging.warning("query cache %s: %d answered rows are damaged (rows %s); they will be "
+                      "queried again (%d queries), every other answer is kept", self.base,
+                      len(self.damaged_rows), _ranges(self.damaged_rows), len(self.damaged_rows))
+    self.checksums = np.where(ok, stored, np.uint64(0)).astype(np.uint64)
+    # Rewrite the file whole at its full size, so later row writes land in a sound file.
+    self._features = np.lib.format.open_memmap(path + ".tmp.npy", mode="w+", dtype=np.float32,
+                                               shape=(self.num_examples, self.feature_dim))
+    self._features[:] = np.where(ok[:, None], features, 0)
+    self._features.flush()
+    del self._features
+    os.replace(path + ".tmp.npy", path)
+    self._features = np.load(path, mmap_mode="r+")
+    self._save_rows()
+
+  @property
+  def answered(self) -> np.ndarray:
+    """Boolean mask of the examples whose answers are stored and intact."""
+    return self.checksums != 0
+
+  def _save_rows(self):
+    tmp = self.base + ".rows.tmp.npy"
+    np.save(tmp, self.checksums)
+    os.replace(tmp, self.base + ".rows.npy")  # Atomic: never a half-written record.
 
   def _create(self, feature_dim: int):
     self.feature_dim = feature_dim
     self._features = np.lib.format.open_memmap(self.base + ".features.npy", mode="w+",
                                                dtype=np.float32, shape=(self.num_examples, feature_dim))
-    np.save(self.base + ".answered.npy", self.answered)
-    with open(self.base + ".json", "w") as f:
-      json.dump({"fingerprint": self.fingerprint, "num_examples": self.num_examples,
-                 "feature_dim": feature_dim}, f)
+    self._save_rows()
+    tmp = self.base + ".json.tmp"
+    with open(tmp, "w") as f:
+      json.dump({"key": self.key, "num_examples": self.num_examples, "feature_dim": feature_dim}, f)
+    os.replace(tmp, self.base + ".json")
 
   def store(self, indices: np.ndarray, answers: np.ndarray) -> None:
-    """Persists answers for ``indices`` (features first, then the answered mask)."""
+    """Persists answers for ``indices`` (features first, then their checksums)."""
+    answers = np.asarray(answers, np.float32)
     if self._features is None:
       self._create(answers.shape[1])
+    if answers.shape != (len(indices), self.feature_dim):
+      raise DataError(f"query cache {self.base}: answers of shape {answers.shape} for "
+                      f"{len(indices)} rows of dim {self.feature_dim}")
     self._features[indices] = answers
     self._features.flush()
-    self.answered[indices] = True
-    tmp = self.base + ".answered.tmp.npy"
-    np.save(tmp, self.answered)
-    os.replace(tmp, self.base + ".answered.npy")  # Atomic: never a half-written mask.
+    self.checksums[indices] = row_checksums(answers)
+    self._save_rows()
 
   @property
   def complete(self) -> bool:
@@ -75,13 +177,24 @@ class FeatureCache:
     if not self.complete:
       raise DataError(f"query cache {self.base} is incomplete "
                       f"({int(self.answered.sum())}/{self.num_examples} answered)")
-    return np.asarray(self._features)
+    return np.array(self._features)
 
 
 def query_with_cache(service, images: np.ndarray, cache: FeatureCache, batch_size: int = 256) -> np.ndarray:
   """Answers for every image: cached ones are free, the rest are queried batch by batch and
-  stored as they arrive. Returns the (N, D) features."""
+  stored as they arrive. Returns the (N, D) features.
+
+  The budget is checked for the whole missing set before the first query: a stage that
+  cannot finish pays nothing.
+  """
   missing = np.flatnonzero(~cache.answered)
+  remaining = getattr(service, "remaining", None)
+  if len(missing) and remaining is not None and remaining < len(missing):
+    from stolen_jax.eaas.service import QueryBudgetExceeded
+    raise QueryBudgetExceeded(
+        f"the query stage needs {len(missing)} more queries ({len(images) - len(missing)} of "
+        f"{len(images)} are cached) but only {remaining} of the budget of {service.budget} "
+        "remain; nothing was queried")
   if len(missing):
     logging.info("querying the service for %d of %d examples (%d cached)", len(missing),
                  len(images), len(images) - len(missing))

@@ -6,20 +6,50 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
+from absl import logging
 
 from stolen_jax.errors import UserError
 
 FeaturesFn = Callable[[np.ndarray], np.ndarray]
-Defense = Callable[[np.ndarray], np.ndarray]
+# (true features, the queried uint8 images) -> the features the API answers.
+Defense = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class QueryBudgetExceeded(UserError):
   """A request would take the caller past its query budget; nothing was answered."""
 
 
-def identity_defense(features: np.ndarray) -> np.ndarray:
+def identity_defense(features: np.ndarray, images: np.ndarray = None) -> np.ndarray:
   """No defense: the target's features as they are."""
   return features
+
+
+def read_query_log(path: str, repair: bool = False) -> tuple[int, int]:
+  """(queries, requests) recorded in a JSON-lines query log. A last line cut short by a
+  crash is not counted (with a warning) and, with ``repair``, cut off the file so later
+  lines start clean; damage anywhere else is an error."""
+  with open(path, "rb") as f:
+    data = f.read()
+  queries = requests = 0
+  offset = 0
+  lines = data.split(b"\n")
+  for i, line in enumerate(lines):
+    end = offset + len(line) + 1
+    if line.strip():
+      try:
+        queries += int(json.loads(line)["count"])
+        requests += 1
+      except (ValueError, KeyError, TypeError):
+        if i == len(lines) - 1 or (i == len(lines) - 2 and not lines[-1].strip()):
+          logging.warning("query log %s: its last line is incomplete (a crash while writing); "
+                          "it is not counted", path)
+          if repair:
+            with open(path, "r+b") as f:
+              f.truncate(offset)
+          break
+        raise UserError(f"query log {path} is damaged at line {i + 1}: {line[:80]!r}") from None
+    offset = end
+  return queries, requests
 
 
 class QueryService:
@@ -44,10 +74,7 @@ class QueryService:
     if log_path:
       os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     if log_path and os.path.exists(log_path):
-      with open(log_path) as f:
-        for line in f:
-          self.queries_used += json.loads(line)["count"]
-          self.requests += 1
+      self.queries_used, self.requests = read_query_log(log_path, repair=True)
 
   @property
   def remaining(self) -> Optional[int]:
@@ -61,7 +88,8 @@ class QueryService:
           f"query of {n} images refused: {self.queries_used} of the budget of {self.budget} "
           f"queries are used, {self.budget - self.queries_used} remain")
     t0 = time.perf_counter()
-    answers = np.asarray(self.defense(np.asarray(self._features_fn(images), np.float32)), np.float32)
+    answers = np.asarray(self.defense(np.asarray(self._features_fn(images), np.float32), images),
+                         np.float32)
     self.queries_used += n
     self.requests += 1
     if self.log_path:
@@ -73,7 +101,8 @@ class QueryService:
 
 def from_checkpoint(path: str, mesh, *, budget=None, defense: Defense = identity_defense,
                     log_path=None, batch_size: int = 512):
-  """A QueryService over the encoder restored from an Orbax checkpoint, and its meta."""
+  """A QueryService over the encoder restored from an Orbax checkpoint, and its meta
+  (``meta['fingerprint']``: the content hash of the encoder's weights)."""
   from stolen_jax import checkpoint, features
   encoder, variables, meta = checkpoint.restore_encoder(path)
   feature_fn = features.make_feature_fn(encoder)
