@@ -62,11 +62,14 @@ def defense_block() -> ml_collections.ConfigDict:
 
 
 def base_config(job: str) -> ml_collections.ConfigDict:
-  """Top-level keys every config has. ``strict_stages``: a stage whose settings differ from
-  one already in the workdir is an error instead of a new stage directory."""
-  return ml_collections.ConfigDict(dict(job=job, seed=0, multihost=False,
-                                        compilation_cache=True, strict_stages=False,
-                                        defense=defense_block()))
+  """Top-level keys every config has. ``seed`` seeds every stage; ``target_seed`` (if set)
+  seeds the target's pretraining instead, so sweeps over seeds share one target.
+  ``strict_stages``: a stage whose settings differ from one already in the workdir is an
+  error instead of a new stage directory."""
+  return ml_collections.ConfigDict(dict(job=job, seed=0,
+                                        target_seed=config_dict.placeholder(int),
+                                        multihost=False, compilation_cache=True,
+                                        strict_stages=False, defense=defense_block()))
 
 
 PAPER_STEAL_AUGMENT = "flip,jitter,grayscale"  # §V-A2: A without RandomResizedCrop
@@ -113,3 +116,31 @@ def probe_block() -> ml_collections.ConfigDict:
       epochs=500, batch_size=256, optimizer="adam", lr=1e-4, weight_decay=0.0, momentum=0.9,
       schedule="constant", feature_batch_size=512,
       steps_per_dispatch=0, checkpoint_every_epochs=100))
+
+
+def demo_config() -> ml_collections.ConfigDict:
+  """The demo's whole attack on embedded data, sized for 2 CPU cores (``configs/demo.py``;
+  the defense and sweep demos start from it)."""
+  config = base_config("pipeline")
+  p = config.pretrain = pretrain_block()
+  p.dataset, p.num_examples = "embedded:shapes", 2048
+  p.arch, p.width = "resnet18", 0.125
+  p.epochs, p.batch_size = 8, 128
+  p.aug.crop_scale = (0.25, 1.0)  # Small images: very small crops miss the shape entirely.
+  p.knn.num_train, p.knn.num_test, p.knn.k, p.knn.every_epochs = 2000, 500, 20, 4
+  p.checkpoint_every_epochs, p.log_every_steps = 4, 8
+
+  s = config.steal = steal_block()
+  s.surrogate, s.surrogate_split, s.heldout_split = "embedded:scenes", "train", "test"
+  s.surrogate_size = 512
+  s.arch, s.width = "resnet18", 0.125
+  s.epochs = 40
+  s.eval_heldout = 500
+  s.checkpoint_every_epochs, s.log_every_steps = 10, 8
+
+  q = config.probe = probe_block()
+  q.datasets = "embedded:glyphs,embedded:shapes"
+  q.num_train, q.num_test = 2000, 1000
+  q.epochs = 100
+  q.lr = 1e-3  # 100 epochs instead of the paper's 500: a larger step to converge in time.
+  return config

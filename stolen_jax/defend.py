@@ -97,9 +97,20 @@ def topk(features: jax.Array, k: int) -> jax.Array:
   return jnp.where(mask, features, 0.0)
 
 
+@jax.jit
+def _round_scaled(features: jax.Array, scale: jax.Array) -> jax.Array:
+  return jnp.round(features * scale) / scale
+
+
 def round_features(features: jax.Array, decimals: int) -> jax.Array:
-  """Every feature rounded to ``decimals`` decimals (half to even, as numpy)."""
-  return jnp.round(features, decimals)
+  """Every feature rounded to ``decimals`` decimals (half to even), exactly as numpy: the
+  integer n = round(x·10^m) divided by 10^m, the float nearest n/10^m.
+
+  Measured here: XLA:CPU's division is exact in a compiled function whose divisor is an
+  argument, but not op by op or by a compile-time constant (it becomes a multiplication by
+  the inexact 0.1); so 10^m is passed to one jitted function as an argument.
+  """
+  return _round_scaled(features, jnp.asarray(10.0 ** decimals, features.dtype))
 
 
 def add_noise(features: jax.Array, keys: jax.Array, kind: str, scale: float) -> jax.Array:
@@ -205,8 +216,7 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
     fn = jax.jit(functools.partial(topk, k=s["k"]))
     return Defense(name, s, lambda f, images: fn(jnp.asarray(f)))
   if name == "round":
-    fn = jax.jit(functools.partial(round_features, decimals=s["decimals"]))
-    return Defense(name, s, lambda f, images: fn(jnp.asarray(f)))
+    return Defense(name, s, lambda f, images: round_features(jnp.asarray(f), s["decimals"]))
   if name == "noise":
     fn = jax.jit(functools.partial(add_noise, kind=s["noise"], scale=s["scale"]))
     return Defense(name, s, lambda f, images: fn(jnp.asarray(f), image_keys(s["seed"], images)))

@@ -15,14 +15,13 @@ from stolen_jax.errors import UserError, choose
 
 
 def _pretrain(config, workdir):
-  from stolen_jax import pretrain, stages
-  stage = stages.open_stage(workdir, "pretrain", pretrain.stage_settings(config),
-                            strict=config.get("strict_stages", False))
+  from stolen_jax import pretrain
+  stage, data = pretrain.open_stage(config, workdir, config.get("strict_stages", False))
   done = stage.completed()
   if done is not None:
     logging.info("pretrain: restored the finished stage %s", stage.dir)
     return done
-  summary = pretrain.train(config.pretrain, stage.dir, config.seed)
+  summary = pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), data=data)
   print(f"target encoder: {stage.dir}")
   return summary
 
@@ -44,12 +43,18 @@ def _pipeline(config, workdir):
   return pipeline.run(config, workdir)
 
 
-JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline}
+def _sweep(config, workdir):
+  from stolen_jax import sweep
+  return sweep.run(config, workdir)
+
+
+JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
+        "sweep": _sweep}
 
 
 def _uses(config, block: str) -> bool:
   """Whether ``config.job`` reads the config block ``block``."""
-  job = config.job
+  job = "pipeline" if config.job == "sweep" else config.job
   if block == "pretrain":
     return job == "pretrain" or (job == "pipeline" and not config.steal.target) or (
         job in ("steal", "pipeline") and config.steal.variant == "pretrain_encoder")
@@ -67,6 +72,12 @@ def validate(config) -> None:
   from stolen_jax import augment, defend, models, optim
   from stolen_jax.data import sources
   choose("job", config.job, JOBS)
+  if config.job == "sweep":
+    from stolen_jax import sweep
+    if config.get("sweep") is None:
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("job 'sweep' needs a config.sweep block (axes, mode, seeds)")
+    sweep.validate(config)  # Every cell, before anything runs.
   if config.get("probe") is not None and _uses(config, "probe"):
     from stolen_jax import probe
     probe.validate_settings(config.probe)
@@ -128,11 +139,22 @@ def datasets_read(config) -> list[tuple[str, str, str, object]]:
   return unique
 
 
+def all_datasets_read(config) -> list:
+  """``datasets_read`` of the job, or of every cell of a sweep."""
+  if config.job != "sweep":
+    return datasets_read(config)
+  from stolen_jax import sweep
+  out = []
+  for overrides in sweep.cells(config):
+    out += [d for d in datasets_read(sweep.cell_config(config, overrides, config.seed)) if d not in out]
+  return out
+
+
 def run(config, workdir: str):
   """Runs ``config.job`` in ``workdir`` and returns its summary."""
   from stolen_jax.data import preflight
   validate(config)
-  preflight.check(datasets_read(config))
+  preflight.check(all_datasets_read(config))
   if config.get("compilation_cache", True):
     runtime.enable_compilation_cache()
   parallel.maybe_initialize_distributed(config.multihost)

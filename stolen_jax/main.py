@@ -2,6 +2,8 @@
 
 Overrides use ml_collections syntax, e.g. ``--config.pretrain.epochs=10``; the config is
 locked, so a misspelt key is rejected. ``--workdir`` defaults to ``workdir/<config name>``.
+The console shows progress bars and a line per stage; ``--verbosity=0`` adds the detailed
+log (every metric also goes to ``<stage>/metrics.jsonl`` and TensorBoard).
 """
 
 import os
@@ -10,6 +12,8 @@ import sys
 # TensorFlow (used only to read TFDS data) logs C++ INFO lines at import; keep the console
 # for this program's own progress.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow only reads data here; its oneDNN notice is noise on every start.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -35,6 +39,10 @@ class _QuietLibraries:
 
 def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  if not flags.FLAGS["verbosity"].present:
+    # The console shows progress bars, one line per stage and the results; the detailed log
+    # (per-step metrics, library messages) is one flag away: --verbosity=0.
+    logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from stolen_jax import jobs

@@ -7,6 +7,7 @@ Only process 0 writes, so a multi-host job logs once.
 
 import json
 import os
+import sys
 import time
 from typing import Any, Mapping
 
@@ -62,26 +63,43 @@ class Writer:
 
 
 class Progress:
-  """Logs step, steps/s, images/s and ETA at most every ``every_secs`` seconds."""
+  """A stage's progress: a tqdm bar on a terminal; elsewhere (CI, files) a plain line with
+  step, steps/s, images/s and ETA at most every ``every_secs`` seconds."""
 
   def __init__(self, total_steps: int, images_per_step: int, first_step: int = 0,
-               every_secs: float = 10.0, name: str = "train"):
+               every_secs: float = 30.0, name: str = "train"):
+    from stolen_jax import console
     self.total, self.images_per_step, self.every = total_steps, images_per_step, every_secs
     self.name = name
     self._t0 = self._last = time.perf_counter()
-    self._step0 = first_step
+    self._step0 = self._shown = first_step
+    self._bar = console.bar(name, total_steps, initial=first_step) if console.interactive() else None
+    self._plain = not console.interactive() and not console._quiet["on"]
 
-  def update(self, step: int, force: bool = False) -> float:
-    """Reports if due; returns the steps/s since the first update."""
+  def update(self, step: int, force: bool = False, **postfix) -> float:
+    """Advances to ``step``; returns the steps/s since the first update."""
     now = time.perf_counter()
     rate = (step - self._step0) / max(now - self._t0, 1e-9)
-    if force or now - self._last >= self.every:
+    if self._bar is not None:
+      self._bar.update(step - self._shown)
+      if postfix:
+        self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+    elif force or now - self._last >= self.every:
       self._last = now
       eta = (self.total - step) / rate if rate > 0 else float("inf")
-      logging.info("%s: step %d/%d (%.0f%%), %.2f steps/s, %.1f images/s, ETA %s", self.name,
-                   step, self.total, 100 * step / max(self.total, 1), rate,
-                   rate * self.images_per_step, _fmt_seconds(eta))
+      text = (f"{self.name}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%), "
+              f"{rate:.2f} steps/s, {rate * self.images_per_step:.1f} images/s, ETA "
+              f"{_fmt_seconds(eta)}" + "".join(f", {k} {v:.4g}" for k, v in postfix.items()))
+      if self._plain:
+        print(text, file=sys.stderr, flush=True)
+      else:
+        logging.info(text)
+    self._shown = step
     return rate
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
 
   def reset_clock(self, step: int) -> None:
     """Restarts timing (after compilation) so rates measure steady state."""

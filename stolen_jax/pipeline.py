@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import eaas, losses, parallel, pretrain, probe, report, stages, steal
+from stolen_jax import console, eaas, losses, parallel, pretrain, probe, report, stages, steal
 
 
 def _seconds(t0: float) -> str:
@@ -27,14 +27,13 @@ def ensure_target(config, workdir: str, mesh, strict: bool = False) -> tuple[str
   ``steal.target``, or the pretraining stage of this config (trained if not yet)."""
   if config.steal.target:
     return config.steal.target, "given", {"checkpoint": os.path.abspath(config.steal.target)}
-  settings = pretrain.stage_settings(config)
-  stage = stages.open_stage(workdir, "pretrain", settings, strict=strict)
+  stage, data = pretrain.open_stage(config, workdir, strict)
   if stage.completed() is not None:
     logging.info("target: restored the finished stage %s", stage.dir)
-    return stage.dir, "restored", settings
+    return stage.dir, "restored", stage.record["settings"]
   t0 = time.perf_counter()
-  pretrain.train(config.pretrain, stage.dir, config.seed, mesh=mesh)
-  return stage.dir, _seconds(t0), settings
+  pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), mesh=mesh, data=data)
+  return stage.dir, _seconds(t0), stage.record["settings"]
 
 
 def target_table_settings(config, given: bool, summary: dict | None) -> dict:
@@ -49,7 +48,47 @@ def target_table_settings(config, given: bool, summary: dict | None) -> dict:
   return out
 
 
-def run(config, workdir: str, mesh=None) -> dict:
+def _target_line(how: str, summary: dict | None, path: str) -> str:
+  if summary is None:
+    return f"given: {path}"
+  knn = ""
+  if summary.get("knn_accuracy") is not None:
+    init = summary.get("knn_accuracy_init")
+    knn = f", kNN accuracy {(f'{init:.3f} -> ') if init is not None else ''}{summary['knn_accuracy']:.3f}"
+  what = "restored" if how == "restored" else f"trained in {how}"
+  return (f"{what}: {summary.get('arch')} on {summary.get('num_images')} images of "
+          f"{summary.get('dataset')}{knn} ({path})")
+
+
+def _steal_line(how: str, s: dict) -> str:
+  what = "restored" if how == "restored" else f"trained in {how}"
+  text = (f"{what}: {s.get('stolen_arch', s.get('arch'))} from {s.get('queries')} queries "
+          f"({s.get('surrogate')})")
+  held = s.get("heldout")
+  if held:
+    text += (f", held-out cosine to the target {held['stolen_cosine']:.3f} "
+             f"(random encoder {held['random_cosine']:.3f})")
+  if s.get("failed"):
+    text += f" -- FAILED: {s['failed']}"
+  return text
+
+
+def _meaning(rows: list[dict], steal_summary: dict, pretrain_summary: dict | None) -> str:
+  """One sentence on what the table means."""
+  ratios = [r["sa"] / r["ta"] for r in rows if r["ta"]]
+  if not ratios or steal_summary.get("variant") == "pretrain_encoder":
+    return ""
+  queries = steal_summary.get("queries")
+  of = ""
+  if pretrain_summary and pretrain_summary.get("num_images"):
+    n = pretrain_summary["num_images"]
+    of = f" ({100 * queries / n:.0f}% of the {n} images the target was pre-trained on)"
+  return (f"\nThe attacker paid {queries} queries{of} and its stolen encoder reaches "
+          f"{100 * min(ratios):.0f}-{100 * max(ratios):.0f}% of the target's downstream accuracy "
+          "(SA/TA).\n")
+
+
+def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:
   """Runs every stage of the attack and its evaluation; returns the results."""
   config = copy.deepcopy(config)  # The stages see resolved paths; the caller's config is unchanged.
   mesh = mesh or parallel.make_mesh()
@@ -60,6 +99,8 @@ def run(config, workdir: str, mesh=None) -> dict:
   given = bool(config.steal.target)
   target_path, times["target"], _ = ensure_target(config, workdir, mesh, strict)
   config.steal.target = target_path
+  pretrain_summary = None if given else stages.read_json(os.path.join(target_path, "summary.json"))
+  console.stage_line("target", _target_line(times["target"], pretrain_summary, target_path))
   target = steal.open_target(target_path, mesh, config.steal.query_batch_size)
   t0 = time.perf_counter()
   defense = steal.build_defense(config, workdir, target, mesh)
@@ -69,6 +110,7 @@ def run(config, workdir: str, mesh=None) -> dict:
   t0 = time.perf_counter()
   steal_summary = steal.run(config, workdir, mesh=mesh, target=target, defense=defense)
   times["steal"] = "restored" if steal_summary.get("restored") else _seconds(t0)
+  console.stage_line("steal", _steal_line(times["steal"], steal_summary))
 
   t0 = time.perf_counter()
   cfg = config.probe
@@ -103,8 +145,10 @@ def run(config, workdir: str, mesh=None) -> dict:
     if steal_summary.get("failed"):
       row["failed"] = True
     rows.append(row)
+    console.stage_line("probe", f"{slug}: TA {100 * row['ta']:.1f}%, SA {100 * row['sa']:.1f}% "
+                       f"(SA/TA {row['sa'] / row['ta']:.2f}; {len(train)} train / {len(test)} "
+                       "test images)" if row["ta"] else f"{slug}: TA 0")
   times["probes"] = _seconds(t0)
-  pretrain_summary = None if given else stages.read_json(os.path.join(target_path, "summary.json"))
   settings = {k: steal_summary.get(k) for k in (
       "variant", "stolen_arch", "surrogate", "surrogate_size", "distance", "lambda",
       "normalize_features", "reduction", "bn_passes", "augment", "epochs") if k in steal_summary}
@@ -118,6 +162,7 @@ def run(config, workdir: str, mesh=None) -> dict:
   if steal_summary.get("failed"):
     context["failed"] = steal_summary["failed"]
   md = report.write(workdir, rows, settings, times, context)
-  print("\n" + md)
+  if print_table:
+    print("\n" + md + _meaning(rows, steal_summary, pretrain_summary))
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))
   return {"rows": rows, "settings": settings, "stage_times": times, "context": context}

@@ -145,7 +145,24 @@ def make_knn_monitor(cfg, encoder, mesh, seed: int):
 def stage_settings(config) -> dict:
   """What determines a target encoder (its stage key): the pretraining block and the seed."""
   from stolen_jax import stages
-  return {**stages.settings_of(config.pretrain), "seed": config.seed}
+  return {**stages.settings_of(config.pretrain), "seed": target_seed(config)}
+
+
+def open_stage(config, workdir: str, strict: bool = False):
+  """(the keyed pretraining stage of ``config`` in ``workdir``, its loaded data): the key
+  covers the settings and the images' content, so a changed dataset file is a new target."""
+  from stolen_jax import stages
+  from stolen_jax.eaas.cache import fingerprint
+  data = load_data(config.pretrain, target_seed(config))
+  stage = stages.open_stage(workdir, "pretrain", stage_settings(config),
+                            upstream={"images": fingerprint(data.images)}, strict=strict)
+  return stage, data
+
+
+def target_seed(config) -> int:
+  """The seed of the target's pretraining: ``target_seed`` if set, else ``seed``."""
+  seed = config.get("target_seed")
+  return config.seed if seed is None else seed
 
 
 def validate_settings(cfg) -> None:
@@ -174,16 +191,23 @@ def encoder_variables(state: train_lib.TrainState) -> dict:
   return {"params": state.params["encoder"], "batch_stats": state.batch_stats["encoder"]}
 
 
-def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain") -> dict:
-  """Runs contrastive pretraining per ``cfg`` (a ``config.pretrain`` block) in ``workdir``.
+def load_data(cfg, seed: int) -> sources.ImageSet:
+  """The pretraining set of ``cfg``."""
+  return sources.load(cfg.dataset, cfg.split, image_size=cfg.image_size,
+                      num_examples=cfg.num_examples, seed=seed, data_dir=cfg.data_dir)
+
+
+def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain",
+          data: sources.ImageSet | None = None) -> dict:
+  """Runs contrastive pretraining per ``cfg`` (a ``config.pretrain`` block) in ``workdir``
+  (on ``data`` if given, else ``load_data``).
 
   Returns (and writes to ``workdir/summary.json``) the run's summary.
   """
   choose("pretraining method", cfg.method, METHODS)
   mesh = mesh or parallel.make_mesh()
   t_start = time.perf_counter()
-  data = sources.load(cfg.dataset, cfg.split, image_size=cfg.image_size,
-                      num_examples=cfg.num_examples, seed=seed, data_dir=cfg.data_dir)
+  data = data if data is not None else load_data(cfg, seed)
   logging.info("%s: %d images from %s", stage, len(data), data.name)
   model, tx, step_fn = make_trainer(cfg, (len(data) // cfg.batch_size) * cfg.epochs)
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)

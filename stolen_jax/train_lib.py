@@ -241,10 +241,13 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
       epoch_metrics.update(on_epoch_end(epoch, state) or {})
     writer.write_scalars(int(state.step), {f"epoch/{k}": v for k, v in epoch_metrics.items()})
     history.append({"epoch": epoch + 1, **epoch_metrics})
-    progress.update(int(state.step), force=epoch == epochs - 1)
+    progress.update(int(state.step), force=epoch == epochs - 1,
+                    **{k: v for k, v in epoch_metrics.items()
+                       if k in ("loss", "accuracy", "knn_accuracy")})
     if (epoch + 1) % checkpoint_every_epochs == 0 or epoch == epochs - 1:
       check_finite(state, name, checkpoint_dir, mngr.latest_step())
       checkpoint.save(mngr, int(state.step), state, meta)
+  progress.close()
   mngr.wait_until_finished()
   mngr.close()
   rate = steps_done / train_s if train_s else 0.0

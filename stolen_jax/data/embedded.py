@@ -10,6 +10,9 @@ contrastive learning to learn something measurable:
                look unlike ``shapes``: an attacker's out-of-distribution surrogate set.
 * ``glyphs``   10 seven-segment "digits", white strokes on black, single channel, slanted
                and shifted: an MNIST-like downstream task (exercises 1 -> 3 channels).
+* ``scenes``   cluttered compositions (texture background, 1-3 objects, strokes): the
+               demo attacker's surrogate set, varied like natural images yet drawn unlike
+               the target's ``shapes``.
 
 Each is read through ``stolen_jax.data.sources`` as ``embedded:NAME`` like any other source.
 """
@@ -187,18 +190,66 @@ def make_glyphs(n: int, seed: int):
   return _to_uint8(img[..., None]), labels.astype(np.int32)
 
 
+def make_scenes(n: int, seed: int):
+  """``n`` cluttered "scenes" (uint8, N x 32 x 32 x 3): a texture background with one to
+  three objects (shape masks in random colours, at random scales, some partly outside the
+  frame) and sometimes thin strokes. Natural-image-like in the sense that matters here —
+  varied edges, colours, objects and clutter — yet no image is drawn like ``shapes``
+  (one centred object on a plain background) or ``glyphs``: an attacker's surrogate set from
+  "another distribution", as ImageNet is for a CIFAR-10 target. Labels: the object count - 1.
+  """
+  rng = np.random.default_rng(seed)
+  background, _ = make_textures(n, seed + 7)
+  image = background.astype(np.float32) / 255.0
+  image = 0.35 + 0.45 * image  # Softer backgrounds: objects stand out as in photographs.
+  yy, xx = _grid(n)
+  counts = rng.integers(1, 4, n)
+  for slot in range(3):
+    active = (counts > slot)[:, None, None]
+    kinds = rng.integers(0, len(_SHAPES), n)
+    scale = rng.uniform(0.2, 0.6, (n, 1, 1)).astype(np.float32)
+    cy, cx = rng.uniform(-0.9, 0.9, (2, n, 1, 1)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
+    du, dv = xx - cx, yy - cy
+    u = (np.cos(angle) * du + np.sin(angle) * dv) / scale
+    v = (-np.sin(angle) * du + np.cos(angle) * dv) / scale
+    mask = np.zeros((n, SIZE, SIZE), np.float32)
+    for k, kind in enumerate(_SHAPES):
+      sel = kinds == k
+      if sel.any():
+        mask[sel] = _shape_mask(kind, u[sel], v[sel], rng, int(sel.sum()))
+    colour = np.where(rng.uniform(size=(n, 1, 1, 1)) < 0.5, _PALETTE[rng.integers(0, len(_PALETTE), n)][:, None, None, :],
+                      _col(rng, n))
+    m = (mask * active)[..., None]
+    image = image * (1 - m) + colour * m
+  # Thin strokes (as in handwriting or text) on a third of the scenes.
+  strokes = rng.uniform(size=n) < 0.33
+  for _ in range(3):
+    a = rng.uniform(0, np.pi, (n, 1, 1))
+    off = rng.uniform(-0.7, 0.7, (n, 1, 1))
+    along = np.abs(-np.sin(a) * xx + np.cos(a) * yy - rng.uniform(-0.3, 0.3, (n, 1, 1)))
+    line = np.exp(-((np.cos(a) * xx + np.sin(a) * yy - off) / 0.07) ** 2) * (along < 0.5)
+    line = (line * strokes[:, None, None])[..., None]
+    shade = rng.choice([0.0, 1.0], (n, 1, 1, 1))
+    image = image * (1 - line) + shade * line
+  image += rng.normal(0, 0.03, image.shape).astype(np.float32)
+  return _to_uint8(image), (counts - 1).astype(np.int32)
+
+
 def _to_uint8(image):
   return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
 GENERATORS = {"shapes": (make_shapes, 10), "textures": (make_textures, 5),
-              "glyphs": (make_glyphs, 10)}
+              "glyphs": (make_glyphs, 10), "scenes": (make_scenes, 3)}
+_DATASET_SEEDS = {"glyphs": 1000, "shapes": 2000, "textures": 3000, "scenes": 4000}
 
 
 def load(name: str, split: str):
   """(images, labels, num_classes) of the embedded dataset ``name``'s ``split``."""
   make, num_classes = GENERATORS[name]
-  # Distinct seeds per dataset and split, so train and test never share an image.
-  seed = 1000 * (sorted(GENERATORS).index(name) + 1) + _SPLIT_SEEDS[split]
+  # Distinct, fixed seeds per dataset and split, so train and test never share an image and
+  # adding a generator never changes another's images.
+  seed = _DATASET_SEEDS[name] + _SPLIT_SEEDS[split]
   images, labels = make(SPLIT_SIZES[split], seed)
   return images, labels, num_classes

@@ -1,0 +1,305 @@
+"""``job='sweep'``: a grid of pipeline cells in one workdir, one table (and plot) per experiment.
+
+``sweep.axes`` names the settings to vary, e.g. ``"steal.lambda_=0,1,5,10,20,30"`` or
+``"steal.distance=l2,l1,cosine; steal.normalize_features=true,false"`` (``;`` separates
+axes; ``sweep.mode`` = ``product`` or ``zip``). Each cell is a pipeline run in the sweep's own
+workdir, so cells share every stage whose key they share — one target, one query stage per
+surrogate set and defense, one target probe per downstream set and defense — and a cell
+whose stages are all finished costs nothing. ``sweep.seeds`` repeats each cell over seeds of
+the attack and the probes (the surrogate draw, the stolen encoder's init, the probes), the
+target shared; the table shows mean ± std.
+
+Outputs: ``results.{md,csv,json}`` (one row per cell and downstream set) and, for a
+one-axis sweep, ``results.png`` (TA and SA against the axis, like Figs. 2–3).
+"""
+
+import copy
+import csv
+import itertools
+import json
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from stolen_jax import pipeline, stages
+from stolen_jax.errors import ConfigError, UserError
+
+
+def parse_value(text: str, like):
+  """A swept value from its text, typed like the base config's value ``like``."""
+  text = text.strip()
+  try:
+    value = json.loads(text.lower() if text.lower() in ("true", "false", "null") else text)
+  except ValueError:
+    value = text
+  if isinstance(like, bool) and not isinstance(value, bool):
+    raise ConfigError(f"sweep value {text!r} is not a bool (true/false)")
+  if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(like, str) and not isinstance(value, str):
+    value = text
+  return value
+
+
+def _get(config, path: str):
+  node = config
+  parts = path.split(".")
+  for p in parts[:-1]:
+    if p not in node:
+      raise ConfigError(f"sweep axis {path!r}: the config has no block {p!r}")
+    node = node[p]
+  if parts[-1] not in node:
+    raise ConfigError(f"sweep axis {path!r}: the config has no key {parts[-1]!r}")
+  return node, parts[-1]
+
+
+def parse_axes(config) -> list[tuple[str, list]]:
+  """[(dotted key, values)] of ``config.sweep.axes``, values typed like the base config."""
+  spec = config.sweep.axes
+  axes = []
+  for part in [p for p in spec.split(";") if p.strip()]:
+    key, sep, values = part.partition("=")
+    key = key.strip()
+    if not sep or not values.strip():
+      raise ConfigError(f"bad sweep axis {part.strip()!r}: expected KEY=V1,V2,...")
+    node, leaf = _get(config, key)
+    like = node[leaf]
+    axes.append((key, [parse_value(v, like) for v in values.split(",")]))
+  if not axes:
+    raise ConfigError("sweep.axes is empty: e.g. 'steal.lambda_=0,1,5,10,20,30'")
+  return axes
+
+
+def cells(config) -> list[dict]:
+  """The sweep's cells, each {dotted key: value}, in order."""
+  axes = parse_axes(config)
+  choose_mode = config.sweep.mode
+  if choose_mode == "zip":
+    lengths = {len(v) for _, v in axes}
+    if len(lengths) != 1:
+      raise ConfigError(f"sweep.mode='zip' needs axes of one length, got {sorted(lengths)}")
+    combos = zip(*[v for _, v in axes])
+  elif choose_mode == "product":
+    combos = itertools.product(*[v for _, v in axes])
+  else:
+    raise ConfigError(f"unknown sweep.mode {choose_mode!r}; valid choices: product, zip")
+  return [dict(zip([k for k, _ in axes], combo)) for combo in combos]
+
+
+def cell_config(config, overrides: dict, seed: int):
+  """The pipeline config of one cell: the base with ``overrides``, ``seed`` for the attack
+  and the probes, the target's seed fixed to the base seed (the target is shared)."""
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.job = "pipeline"
+    if cfg.target_seed is None:
+      cfg.target_seed = config.seed
+    cfg.seed = seed
+  for key, value in overrides.items():
+    node, leaf = _get(cfg, key)
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"sweep value {key}={value!r}: {e}") from None
+  return cfg
+
+
+def validate(config) -> None:
+  """Checks the sweep block and every cell's config before any stage runs."""
+  from stolen_jax import jobs
+  cell_list = cells(config)
+  seeds = list(config.sweep.seeds)
+  if not seeds:
+    raise ConfigError("sweep.seeds is empty")
+  for overrides in cell_list:
+    jobs.validate(cell_config(config, overrides, seeds[0]))
+
+
+def _mean_std(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return None, None
+  return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def _fmt(mean, std, pct=True):
+  if mean is None:
+    return ""
+  scale = 100 if pct else 1
+  digits = 2 if pct else 4
+  text = f"{mean * scale:.{digits}f}"
+  return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
+
+
+def run(config, workdir: str) -> dict:
+  """Runs every cell (resumable; a finished cell is read back), writes the table and plot."""
+  cell_list = cells(config)
+  seeds = [int(s) for s in config.sweep.seeds]
+  total = len(cell_list) * len(seeds)
+  done_dir = os.path.join(workdir, "sweep_cells")
+  results = []
+  t_start = time.perf_counter()
+  computed = 0
+  for i, (overrides, seed) in enumerate(itertools.product(cell_list, seeds)):
+    cfg = cell_config(config, overrides, seed)
+    key = stages.key_of({k: v for k, v in stages.plain(cfg).items() if k != "sweep"})
+    path = os.path.join(done_dir, f"{key}.json")
+    label = ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
+    record = stages.read_json(path)
+    if record is None:
+      t0 = time.perf_counter()
+      logging.info("sweep: cell %d/%d (%s)", i + 1, total, label)
+      out = pipeline.run(cfg, workdir, print_table=False)
+      record = {"overrides": overrides, "seed": seed, "rows": out["rows"],
+                "stage_times": out["stage_times"], "settings": out["settings"],
+                "context": out["context"], "seconds": round(time.perf_counter() - t0, 1)}
+      stages.write_json_atomic(path, record, indent=2)
+      computed += 1
+      elapsed = time.perf_counter() - t_start
+      left = total - (i + 1)
+      logging.info("sweep: %d/%d cells done; ETA %.0f s", i + 1, total,
+                   elapsed / computed * left if computed else 0)
+    else:
+      logging.info("sweep: cell %d/%d (%s) already finished", i + 1, total, label)
+    results.append(record)
+  table = aggregate(results, [k for k in cell_list[0]], config)
+  md = write(workdir, table, config)
+  print("\n" + md)
+  return {"rows": table, "cells": len(cell_list), "seeds": seeds, "computed": computed}
+
+
+def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
+  """One row per (cell, downstream set): mean and std over seeds."""
+  groups: dict = {}
+  for rec in results:
+    for row in rec["rows"]:
+      gk = (json.dumps(rec["overrides"], sort_keys=True), row["dataset"])
+      groups.setdefault(gk, {"overrides": rec["overrides"], "dataset": row["dataset"], "runs": []})
+      groups[gk]["runs"].append({**row, "seconds": rec["seconds"],
+                                 "steal_time": rec["stage_times"].get("steal")})
+  paper = _paper(config)
+  table = []
+  for g in groups.values():
+    runs = g["runs"]
+    out = {**{k: g["overrides"][k] for k in axis_keys}, "dataset": g["dataset"],
+           "seeds": len(runs)}
+    for name in ("ta", "sa", "cosine", "agreement"):
+      out[name], out[f"{name}_std"] = _mean_std([r.get(name) for r in runs])
+    out["sa_over_ta"], out["sa_over_ta_std"] = _mean_std(
+        [r["sa"] / r["ta"] if r.get("ta") else None for r in runs])
+    out["queries"] = runs[0]["queries"]
+    out["failed"] = any(r.get("failed") for r in runs)
+    if any("ta_undefended" in r for r in runs):
+      out["ta_undefended"], _ = _mean_std([r.get("ta_undefended") for r in runs])
+      out["utility_cosine"], _ = _mean_std([r.get("utility_cosine") for r in runs])
+    out["cell_seconds"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
+    value_key = ",".join(str(g["overrides"][k]) for k in axis_keys)
+    if value_key in paper:
+      out["paper_ta"], out["paper_sa"] = paper[value_key]
+    table.append(out)
+  return table
+
+
+def _paper(config) -> dict:
+  """The paper's (TA, SA) per cell label, from ``sweep.paper`` ('v:ta/sa; v:ta/sa')."""
+  spec = config.sweep.get("paper") or ""
+  out = {}
+  for part in [p for p in spec.split(";") if p.strip()]:
+    value, _, nums = part.rpartition(":")
+    ta, _, sa = nums.partition("/")
+    try:
+      out[value.strip()] = (float(ta) if ta.strip() else None, float(sa) if sa.strip() else None)
+    except ValueError:
+      raise ConfigError(f"bad sweep.paper entry {part!r}: expected VALUE:TA/SA") from None
+  return out
+
+
+def write(workdir: str, table: list[dict], config) -> str:
+  """results.{md,csv,json} and, for one axis, results.png; returns the markdown."""
+  axis_keys = [k for k, _ in parse_axes(config)]
+  has_paper = any("paper_sa" in r for r in table)
+  has_defense = any("ta_undefended" in r for r in table)
+  seeds = len(config.sweep.seeds)
+  header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "cos(f_t, f_s)"]
+  if has_defense:
+    header += ["TA undefended (%)", "cos(defended, clean)"]
+  if has_paper:
+    header += ["paper TA (%)", "paper SA (%)"]
+  header += ["cell s"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  for r in table:
+    cells_ = [str(r[k]) for k in axis_keys] + [
+        r["dataset"] + (" (FAILED)" if r["failed"] else ""), _fmt(r["ta"], r["ta_std"]),
+        _fmt(r["sa"], r["sa_std"]), _fmt(r["sa_over_ta"], r["sa_over_ta_std"]), str(r["queries"]),
+        _fmt(r["cosine"], r["cosine_std"], pct=False)]
+    if has_defense:
+      cells_ += [_fmt(r.get("ta_undefended"), None), _fmt(r.get("utility_cosine"), None, pct=False)]
+    if has_paper:
+      cells_ += ["" if r.get("paper_ta") is None else f"{r['paper_ta']:.2f}",
+                 "" if r.get("paper_sa") is None else f"{r['paper_sa']:.2f}"]
+    cells_ += [str(r["cell_seconds"])]
+    lines.append("| " + " | ".join(cells_) + " |")
+  lines.append("")
+  lines.append(f"Sweep: {config.sweep.axes} ({config.sweep.mode}); seeds {list(config.sweep.seeds)}"
+               + (" (mean ± std)" if seeds > 1 else ""))
+  if config.sweep.get("note"):
+    lines.append(config.sweep.note)
+  if len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
+    lines.append("")
+    lines.append("![TA and SA](results.png)")
+  md = "\n".join(lines) + "\n"
+  with open(os.path.join(workdir, "results.md.tmp"), "w") as f:
+    f.write(md)
+  os.replace(os.path.join(workdir, "results.md.tmp"), os.path.join(workdir, "results.md"))
+  fields = sorted({k for r in table for k in r}, key=lambda k: (k not in axis_keys, k))
+  with open(os.path.join(workdir, "results.csv.tmp"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in table:
+      w.writerow(r)
+  os.replace(os.path.join(workdir, "results.csv.tmp"), os.path.join(workdir, "results.csv"))
+  stages.write_json_atomic(os.path.join(workdir, "results.json"),
+                           {"axes": config.sweep.axes, "rows": table}, indent=2)
+  return md
+
+
+def _plot(workdir: str, table: list[dict], axis: str) -> bool:
+  """TA and SA against the swept value, one line pair per downstream set (PNG)."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    logging.warning("matplotlib is not installed: no plot")
+    return False
+  values = list(dict.fromkeys(r[axis] for r in table))
+  numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+  fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+  for dataset in dict.fromkeys(r["dataset"] for r in table):
+    rows = {r[axis]: r for r in table if r["dataset"] == dataset}
+    xs = values if numeric else list(range(len(values)))
+    for key, style, name in (("ta", "--", "TA"), ("sa", "-", "SA")):
+      ys = [100 * rows[v][key] if v in rows and rows[v][key] is not None else np.nan for v in values]
+      errs = [100 * (rows[v].get(f"{key}_std") or 0) if v in rows else 0 for v in values]
+      ax.errorbar(xs, ys, yerr=errs, fmt=style + "o", ms=3, capsize=2, label=f"{name} {dataset}")
+  if not numeric:
+    ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20)
+  ax.set_xlabel(axis)
+  ax.set_ylabel("accuracy (%)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "results.png"))
+  plt.close(fig)
+  return True
+
+
+def sweep_block():
+  """Defaults of ``config.sweep``."""
+  import ml_collections
+  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", note=""))
+
+
+__all__ = ["run", "cells", "parse_axes", "cell_config", "validate", "sweep_block", "UserError"]
