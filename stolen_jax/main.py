@@ -24,9 +24,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: work
 
 
 def default_workdir(config_path: str) -> str:
-  """workdir/<config file stem>, e.g. workdir/steal_cifar10."""
-  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("workdir", stem)
+  """workdir/<config file stem>[_<argument>], e.g. workdir/steal_cifar10 or, for
+  ``configs/paper/fig2_lambda.py:cpu``, workdir/fig2_lambda_cpu."""
+  path, _, arg = config_path.partition(":")
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("workdir", f"{stem}_{arg}" if arg else stem)
 
 
 class _QuietLibraries:

@@ -83,9 +83,10 @@ def _meaning(rows: list[dict], steal_summary: dict, pretrain_summary: dict | Non
   if pretrain_summary and pretrain_summary.get("num_images"):
     n = pretrain_summary["num_images"]
     of = f" ({100 * queries / n:.0f}% of the {n} images the target was pre-trained on)"
-  return (f"\nThe attacker paid {queries} queries{of} and its stolen encoder reaches "
-          f"{100 * min(ratios):.0f}-{100 * max(ratios):.0f}% of the target's downstream accuracy "
-          "(SA/TA).\n")
+  lo, hi = round(100 * min(ratios)), round(100 * max(ratios))
+  span = f"{lo}%" if lo == hi else f"{lo}-{hi}%"
+  return (f"\nThe attacker paid {queries} queries{of} and its stolen encoder reaches {span} of "
+          "the target's downstream accuracy (SA/TA).\n")
 
 
 def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:

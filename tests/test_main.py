@@ -55,7 +55,7 @@ def test_bad_config_values_fail_before_work(change, message, tmp_path):
 def test_default_workdir():
   from stolen_jax.main import default_workdir
   assert default_workdir("configs/steal_cifar10.py") == os.path.join("workdir", "steal_cifar10")
-  assert default_workdir("configs/demo.py:small") == os.path.join("workdir", "demo")
+  assert default_workdir("configs/paper/fig2_lambda.py:cpu") == os.path.join("workdir", "fig2_lambda_cpu")
 
 
 def test_cli_missing_config_file(tmp_path):

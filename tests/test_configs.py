@@ -1,0 +1,42 @@
+"""Every shipped config loads and passes validation; the demo is pinned to its documented sizes."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from stolen_jax import defaults, jobs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+
+
+def _load(path, arg=None):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_config_is_valid(path):
+  args = [None] + (list(defaults.SCALES) if "/paper/" in path else [])
+  for arg in args:
+    config = _load(path, arg)
+    jobs.validate(config)
+    assert "python -m stolen_jax.main --config=configs/" in open(path).read()  # Its command.
+
+
+def test_demo_is_pinned_to_its_documented_sizes():
+  # The README's Quick start quotes a measured run of exactly these sizes; change both together.
+  c = _load(os.path.join(ROOT, "configs", "demo.py"))
+  p, s, q = c.pretrain, c.steal, c.probe
+  assert (p.dataset, p.num_examples, p.arch, p.width, p.image_size, p.epochs) == (
+      "embedded:shapes", 4096, "resnet18", 0.125, 16, 15)
+  assert (s.surrogate, s.surrogate_size, s.arch, s.width, s.image_size, s.epochs, s.lambda_) == (
+      "embedded:scenes", 512, "resnet18", 0.125, 16, 80, 20.0)
+  assert (q.datasets, q.num_train, q.num_test, q.epochs) == (
+      "embedded:glyphs,embedded:textures", 5000, 1000, 200)
+  readme = open(os.path.join(ROOT, "README.md")).read()
+  assert "512 queries" in readme and "4,096" in readme
