@@ -101,3 +101,30 @@ def test_steal_moco_target_with_another_architecture(tiny_moco_target, tmp_path)
   encoder, _, stolen_meta = checkpoint.restore_encoder(summary["stage_dir"])
   assert target_meta["method"] == "moco" and target_meta["feature_dim"] == 32
   assert stolen_meta["feature_dim"] == 32 and encoder.feature_dim == 32
+
+
+def test_one_pass_grouped_batchnorm_equals_two_separate_passes(mesh8):
+  # bn_passes='separate' runs both views in one vmapped pass with per-view statistics; it must
+  # equal the official two-pass computation: loss, gradients (hence params) and running stats.
+  config = tiny_steal_config("unused")
+  cfg = config.steal
+  rng = np.random.default_rng(1)
+  batch = {"images": rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
+           "target": rng.normal(size=(16, 32)).astype(np.float32)}
+  model = steal.build_stolen_model(cfg)
+  tx = optim.make_optimizer(cfg)
+  out = []
+  for one_pass in (True, False):
+    state = train_lib.create_state(model, tx, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), mesh8)
+    step = jax.jit(functools.partial(
+        steal.steal_step, model=model, tx=tx, lambda_=20.0, distance="l2", reduction="mean",
+        normalize=True, bn_passes="separate", one_pass=one_pass,
+        augment=augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))))
+    for _ in range(2):  # Two steps: the second reads the composed running statistics.
+      state, metrics = step(state, {k: parallel.put_sharded(v, mesh8) for k, v in batch.items()})
+    out.append(jax.device_get((state.params, state.batch_stats, metrics)))
+  (p1, s1, m1), (p2, s2, m2) = out
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m2[k], rtol=1e-5)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p2)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1, s2)
