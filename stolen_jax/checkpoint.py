@@ -86,14 +86,25 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Optional[Any]
         logging.warning("checkpoint(s) %s in %s could not be read (%s); resumed from the "
                         "previous good checkpoint, step %d", [s for s, _ in errors],
                         mngr.directory, type(errors[0][1]).__name__, step)
+        _set_aside(mngr, [s for s, _ in errors])
       return restored["state"]
   if errors:
     logging.warning("no readable checkpoint in %s (%s); starting from scratch",
                     mngr.directory, "; ".join(f"step {s}: {type(e).__name__}" for s, e in errors))
-    for step, _ in errors:  # They would block the new run's saves at the same steps.
-      shutil.rmtree(os.path.join(str(mngr.directory), str(step)), ignore_errors=True)
-    mngr.reload()
+    _set_aside(mngr, [s for s, _ in errors])
   return None
+
+
+def _set_aside(mngr: ocp.CheckpointManager, steps) -> None:
+  """Moves unreadable step directories to ``damaged-<step>`` (kept for inspection): the
+  resumed run saves those steps again."""
+  for step in steps:
+    src = os.path.join(str(mngr.directory), str(step))
+    dst = os.path.join(str(mngr.directory), f"damaged-{step}")
+    shutil.rmtree(dst, ignore_errors=True)
+    if os.path.exists(src):
+      os.replace(src, dst)
+  mngr.reload()
 
 
 def _is_structure_mismatch(e: Exception) -> bool:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import pipeline, stages
+from stolen_jax import console, pipeline, stages
 from stolen_jax.errors import ConfigError, UserError
 
 
@@ -150,7 +150,7 @@ def run(config, workdir: str) -> dict:
     record = stages.read_json(path)
     if record is None:
       t0 = time.perf_counter()
-      logging.info("sweep: cell %d/%d (%s)", i + 1, total, label)
+      console.stage_line("sweep", f"cell {i + 1}/{total}: {label}")
       out = pipeline.run(cfg, workdir, print_table=False)
       record = {"overrides": overrides, "seed": seed, "rows": out["rows"],
                 "stage_times": out["stage_times"], "settings": out["settings"],
@@ -159,10 +159,12 @@ def run(config, workdir: str) -> dict:
       computed += 1
       elapsed = time.perf_counter() - t_start
       left = total - (i + 1)
-      logging.info("sweep: %d/%d cells done; ETA %.0f s", i + 1, total,
-                   elapsed / computed * left if computed else 0)
+      scores = ", ".join(f"{r['dataset']} TA {100 * r['ta']:.1f} SA {100 * r['sa']:.1f}"
+                         for r in record["rows"])
+      console.stage_line("sweep", f"{i + 1}/{total} cells done ({scores}); ETA "
+                         f"{elapsed / computed * left:.0f} s")
     else:
-      logging.info("sweep: cell %d/%d (%s) already finished", i + 1, total, label)
+      console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label}")
     results.append(record)
   table = aggregate(results, [k for k in cell_list[0]], config)
   md = write(workdir, table, config)
@@ -224,7 +226,7 @@ def write(workdir: str, table: list[dict], config) -> str:
   seeds = len(config.sweep.seeds)
   header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "cos(f_t, f_s)"]
   if has_defense:
-    header += ["TA undefended (%)", "cos(defended, clean)"]
+    header += ["TA undefended (%)", "TA drop (pts)", "cos(defended, clean)"]
   if has_paper:
     header += ["paper TA (%)", "paper SA (%)"]
   header += ["cell s"]
@@ -235,7 +237,10 @@ def write(workdir: str, table: list[dict], config) -> str:
         _fmt(r["sa"], r["sa_std"]), _fmt(r["sa_over_ta"], r["sa_over_ta_std"]), str(r["queries"]),
         _fmt(r["cosine"], r["cosine_std"], pct=False)]
     if has_defense:
-      cells_ += [_fmt(r.get("ta_undefended"), None), _fmt(r.get("utility_cosine"), None, pct=False)]
+      drop = (None if r.get("ta_undefended") is None or r["ta"] is None
+              else r["ta_undefended"] - r["ta"])
+      cells_ += [_fmt(r.get("ta_undefended"), None), _fmt(drop, None),
+                 _fmt(r.get("utility_cosine"), None, pct=False)]
     if has_paper:
       cells_ += ["" if r.get("paper_ta") is None else f"{r['paper_ta']:.2f}",
                  "" if r.get("paper_sa") is None else f"{r['paper_sa']:.2f}"]

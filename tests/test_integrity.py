@@ -212,6 +212,9 @@ def test_bad_latest_checkpoint_falls_back_to_the_previous(tmp_path):
   assert meta["arch"] == "resnet10"
   state, _ = checkpoint.read(str(tmp_path))
   assert int(state["step"]) == steps[0]
+  # A resumed run falls back too: it continues from the good checkpoint.
+  summary = pretrain.train(tiny_pretrain_block(epochs=3, checkpoint_every_epochs=1), str(tmp_path), 0)
+  assert summary["resumed_from_step"] == steps[0] and summary["final_step"] == 3 * steps[0]
 
 
 def test_corrupt_npz_and_unreadable_image_name_the_file(tmp_path):

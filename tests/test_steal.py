@@ -128,3 +128,10 @@ def test_one_pass_grouped_batchnorm_equals_two_separate_passes(mesh8):
     np.testing.assert_allclose(m1[k], m2[k], rtol=1e-5)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p2)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1, s2)
+
+
+def test_query_aug_budget_is_checked_for_all_epochs_before_the_first_query(tiny_target, tmp_path):
+  config = tiny_steal_config(tiny_target, variant="query_aug", epochs=3, query_budget=3 * 32)
+  with pytest.raises(QueryBudgetExceeded, match=r"\(e\+1\)·\|D\| = 128"):
+    steal.run(config, str(tmp_path))
+  assert not list(tmp_path.glob("query/*/queries.jsonl"))
