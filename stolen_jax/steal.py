@@ -75,8 +75,8 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
   """
   query_aug = "target_aug" in batch
   clean = augment_lib.to_float(batch["images"])
-  if lambda_ == 0:
-    views = None  # w/o-aug: no augmented pass at all.
+  if isinstance(lambda_, (int, float)) and lambda_ == 0:
+    views = None  # w/o-aug: no augmented pass at all (λ traced, as in a stack: always a pass).
   elif query_aug:
     views = batch["images_aug"]
   else:
@@ -124,6 +124,32 @@ def default_one_pass() -> bool:
   the kernel launches of a launch-bound small-batch step; not on CPU, where XLA:CPU ran the
   vmapped convolutions slower (bench/bn_passes.py, small ResNet: 0.48 vs 0.40 s min)."""
   return jax.default_backend() != "cpu"
+
+
+def make_stacked_trainer(cfg, lambdas, total_steps: int, target_dim: int | None = None):
+  """K steals in one program: cells of one architecture and surrogate set that differ in λ
+  (each its own parameters, optimizer state and augmentation keys) trained by one jitted
+  step over a stacked state (``vmap``; the batch and its augmentation pipeline are shared,
+  so K cells cost far less than K runs on an accelerator).
+
+  Returns (model, tx, stacked_step, init_states) where ``init_states(rngs, sample, mesh)``
+  builds the stacked state from one key per cell; ``stacked_step(states, batch)`` returns
+  (states, metrics with a leading K axis). Cell k equals a single run with ``lambdas[k]``
+  and the k-th key (tested). All λ must be > 0 (w/o-aug has no augmented pass).
+  """
+  lambdas = jnp.asarray([float(l) for l in lambdas], jnp.float32)
+  if bool(jnp.any(lambdas <= 0)):
+    raise ConfigError("a stack of steals needs every λ > 0 (λ=0 has no augmented pass)")
+  model, tx, step_fn = make_trainer(cfg, total_steps, target_dim)
+
+  def stacked_step(states, batch):
+    return jax.vmap(lambda st, lam: step_fn(st, batch, lambda_=lam))(states, lambdas)
+
+  def init_states(rngs, sample, mesh):
+    singles = [train_lib.create_state(model, tx, r, sample, mesh) for r in rngs]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *singles)
+
+  return model, tx, stacked_step, init_states
 
 
 def build_stolen_model(cfg, target_dim: int | None = None) -> models.Holder:

@@ -135,3 +135,33 @@ def test_query_aug_budget_is_checked_for_all_epochs_before_the_first_query(tiny_
   with pytest.raises(QueryBudgetExceeded, match=r"\(e\+1\)·\|D\| = 128"):
     steal.run(config, str(tmp_path))
   assert not list(tmp_path.glob("query/*/queries.jsonl"))
+
+
+def test_stacked_cells_equal_single_runs(mesh1):
+  # Two λ cells trained as one vmapped program equal the two single runs, step for step.
+  config = tiny_steal_config("unused")
+  cfg = config.steal
+  rng = np.random.default_rng(2)
+  batches = [{"images": jnp.asarray(rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8)),
+              "target": jnp.asarray(rng.normal(size=(16, 32)).astype(np.float32))}
+             for _ in range(2)]
+  sample = jnp.zeros((1, 16, 16, 3))
+  keys = [jax.random.PRNGKey(1), jax.random.PRNGKey(2)]
+  lambdas = (5.0, 20.0)
+  _, _, stacked_step, init = steal.make_stacked_trainer(cfg, lambdas, 10)
+  states = init(keys, sample, mesh1)
+  step = jax.jit(stacked_step)
+  for b in batches:
+    states, stacked_metrics = step(states, b)
+  for k, lam in enumerate(lambdas):
+    with cfg.unlocked():
+      cfg.lambda_ = lam
+    model, tx, single = steal.make_trainer(cfg, 10)
+    state = train_lib.create_state(model, tx, keys[k], sample, mesh1)
+    single = jax.jit(single)
+    for b in batches:
+      state, metrics = single(state, b)
+    np.testing.assert_allclose(stacked_metrics["loss"][k], metrics["loss"], rtol=1e-5)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a[k], b, rtol=1e-4, atol=1e-5),
+        jax.device_get(states.params), jax.device_get(state.params))
