@@ -88,7 +88,8 @@ def steal_block() -> ml_collections.ConfigDict:
   """
   return ml_collections.ConfigDict(dict(
       variant="stolenencoder",
-      target=config_dict.placeholder(str),
+      target=config_dict.placeholder(str),  # A checkpoint path, or http(s)://HOST:PORT of an API.
+      api_key=config_dict.placeholder(str),  # For an HTTP target (or STOLEN_JAX_API_KEY).
       surrogate="tfds:imagenet_resized/32x32", surrogate_split="train",
       surrogate_size=config_dict.FieldReference(0.05, field_type=object),  # count or fraction
       data_dir=config_dict.placeholder(str), image_size=32,
@@ -184,3 +185,13 @@ def scaled_config(scale: str) -> ml_collections.ConfigDict:
     q.datasets = "tfds:mnist,tfds:cifar10"
     q.num_train, q.num_test, q.epochs, q.lr = 10000, 2000, 100, 1e-3
   return config
+
+
+def serve_block() -> ml_collections.ConfigDict:
+  """The HTTP API (``job='serve'``): which checkpoint, where, the ledger, and the admin
+  actions (``action`` = serve | add_key | list_keys | revoke_key)."""
+  return ml_collections.ConfigDict(dict(
+      action="serve", checkpoint=config_dict.placeholder(str), host="127.0.0.1", port=8000,
+      ledger=config_dict.placeholder(str),  # Default: <workdir>/ledger.sqlite
+      name="customer", budget=config_dict.placeholder(int), price_per_1000=1.2, rate_per_s=0.0,
+      batch_window_ms=5.0, max_batch=1024, max_body_mb=64, feature_batch_size=512))

@@ -48,8 +48,13 @@ def _sweep(config, workdir):
   return sweep.run(config, workdir)
 
 
+def _serve(config, workdir):
+  from stolen_jax import serve
+  return serve.run(config, workdir)
+
+
 JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
-        "sweep": _sweep}
+        "sweep": _sweep, "serve": _serve}
 
 
 def _uses(config, block: str) -> bool:
@@ -88,6 +93,17 @@ def validate(config) -> None:
     from stolen_jax import steal
     steal.validate_settings(config.steal)
     defend.validate(config.get("defense"))
+    if config.job == "pipeline" and steal.is_remote(config.steal.target):
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("the pipeline probes the target itself, so it needs a checkpoint; "
+                        "steal from an HTTP API with job=steal (--config.job=steal)")
+  if config.job == "serve":
+    from stolen_jax import serve
+    if config.get("serve") is None:
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("job 'serve' needs a config.serve block (configs/serve.py)")
+    choose("serve.action", config.serve.action, serve.ACTIONS)
+    defend.validate(config.get("defense"))
   for block_name in ("pretrain", "steal"):
     block = config.get(block_name)
     if block is None:
@@ -117,7 +133,8 @@ def datasets_read(config) -> list[tuple[str, str, str, object]]:
   if config.get("steal") is not None and _uses(config, "steal"):
     s = config.steal
     out.append(("surrogate set", s.surrogate, s.surrogate_split, s.data_dir))
-    if s.eval_heldout and s.variant != "pretrain_encoder":
+    remote = str(s.target or "").startswith(("http://", "https://"))
+    if s.eval_heldout and s.variant != "pretrain_encoder" and not remote:
       out.append(("held-out fidelity", s.surrogate, s.heldout_split, s.data_dir))
     d = config.get("defense")
     if d is not None and d.name == "poison":

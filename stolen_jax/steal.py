@@ -336,6 +336,9 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
   seed = config.seed
   strict = config.get("strict_stages", False)
   t_start = time.perf_counter()
+  remote = is_remote(cfg.target)
+  if remote:
+    target, defense, http = open_remote(cfg)
   target = target or open_target(cfg.target, mesh, cfg.query_batch_size)
   defense = defense or build_defense(config, workdir, target, mesh)
   surrogate = load_surrogate(cfg, target.meta, seed)
@@ -359,8 +362,12 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
     return _pretrain_baseline(config, surrogate, stage, seed, t_start)
 
   # Query stage: one query per surrogate image, answers cached durably (Algorithm 1, line 4).
-  service = eaas.QueryService(target.features_fn, budget=cfg.query_budget, defense=defense,
-                              log_path=os.path.join(query_stage.dir, "queries.jsonl"))
+  if remote:  # The API meters, defends and keeps the ledger; the client pays and caches.
+    http.key_prefix = f"{cache_key['images']}-"
+    service = http
+  else:
+    service = eaas.QueryService(target.features_fn, budget=cfg.query_budget, defense=defense,
+                                log_path=os.path.join(query_stage.dir, "queries.jsonl"))
   cache = eaas.FeatureCache(query_stage.dir, "surrogate", len(surrogate), cache_key)
   aug_service = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
@@ -397,7 +404,13 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
   if result.history:
     summary.update(final_l1=result.history[-1]["l1"], final_l2=result.history[-1]["l2"],
                    final_loss=result.history[-1]["loss"])
-  if cfg.eval_heldout:
+  if remote:
+    account = http.account()
+    summary.update(api=cfg.target, api_account=account["name"], api_used=account["used"],
+                   api_cost=account["cost"], api_replayed=http.replayed)
+  if cfg.eval_heldout and remote:
+    summary["heldout"] = None  # The true target is the provider's: no free evaluation.
+  elif cfg.eval_heldout:
     summary["heldout"] = heldout_fidelity(cfg, result.state, model, target, mesh, seed)
     failure = heldout_failure(summary["heldout"])
     if failure:
@@ -406,6 +419,27 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
   summary["wall_s"] = round(time.perf_counter() - t_start, 2)
   summary["complete"] = True
   return _write_summary(stage, summary, result.history)
+
+
+def is_remote(target) -> bool:
+  """Whether ``steal.target`` is an HTTP API rather than a checkpoint path."""
+  return str(target or "").startswith(("http://", "https://"))
+
+
+def open_remote(cfg):
+  """(Target, defense, HTTPService) of an HTTP API target: the model's description comes
+  from the API; its defense runs on the server (recorded from ``/v1/model``)."""
+  from stolen_jax.eaas.client import HTTPService
+  key = cfg.get("api_key") or os.environ.get("STOLEN_JAX_API_KEY")
+  http = HTTPService(cfg.target, key)
+  meta = http.model()
+  if meta.get("image_size") != cfg.image_size:
+    raise ConfigError(f"the API serves {meta.get('image_size')}-px images; set "
+                      f"steal.image_size={meta.get('image_size')}")
+  server_defense = meta.get("defense") or {"name": "none"}
+  defense = defend.Defense(server_defense.get("name", "none"), server_defense, lambda f, im: f)
+  target = Target(None, None, {**meta, "fingerprint": meta.get("fingerprint", cfg.target)}, None)
+  return target, defense, http
 
 
 def _check_budget(cfg, n: int, cache, service, aug_service) -> None:

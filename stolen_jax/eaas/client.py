@@ -1,0 +1,102 @@
+"""The attacker's side of the HTTP API: a query service with retries and idempotency keys.
+
+``HTTPService`` has the interface of ``QueryService`` (``query``, ``queries_used``,
+``remaining``, ``budget``), so ``query_with_cache`` and the steal use it unchanged. Every
+request carries an idempotency key derived from the cache's key and the batch's content:
+a retry after a timeout or a server crash is answered from the server's ledger at no
+charge, so the attacker pays each image once however often the network fails.
+"""
+
+import hashlib
+import io
+import time
+from typing import Optional
+
+import numpy as np
+
+from stolen_jax.errors import UserError
+
+
+class HTTPService:
+  """Queries ``url`` (``http(s)://HOST:PORT``) with ``api_key``."""
+
+  def __init__(self, url: str, api_key: Optional[str], *, key_prefix: str = "",
+               retries: int = 8, backoff_s: float = 0.25, timeout_s: float = 120.0):
+    import httpx
+    if not api_key:
+      raise UserError(f"steal.target={url} is an HTTP API: give steal.api_key or set "
+                      "STOLEN_JAX_API_KEY")
+    self.url = url.rstrip("/")
+    self._client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {api_key}"})
+    self.key_prefix = key_prefix
+    self.retries, self.backoff = retries, backoff_s
+    self.queries_used = 0  # Billed to this client in this process.
+    self.replayed = 0
+    self.budget = None
+    self.defense = None
+
+  def _request(self, method: str, path: str, **kw):
+    import httpx
+    delay = self.backoff
+    for attempt in range(self.retries + 1):
+      try:
+        r = self._client.request(method, self.url + path, **kw)
+      except httpx.TransportError as e:  # Connection refused/reset, timeout: retry.
+        if attempt == self.retries:
+          raise UserError(f"the API at {self.url} did not answer after {attempt + 1} tries "
+                          f"({type(e).__name__})") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+        continue
+      if r.status_code == 429 or r.status_code >= 500:
+        if attempt == self.retries:
+          break
+        wait = float(r.headers.get("retry-after", delay))
+        time.sleep(min(wait, 30.0))
+        delay = min(delay * 2, 5.0)
+        continue
+      return r
+    raise UserError(f"the API at {self.url} kept failing: HTTP {r.status_code} {r.text[:200]}")
+
+  def _check(self, r):
+    if r.status_code == 200:
+      return r
+    try:
+      message = r.json().get("error", r.text)
+    except ValueError:
+      message = r.text
+    if r.status_code == 402:
+      from stolen_jax.eaas.service import QueryBudgetExceeded
+      raise QueryBudgetExceeded(f"the API refused: {message}")
+    raise UserError(f"the API at {self.url} answered HTTP {r.status_code}: {message}")
+
+  def model(self) -> dict:
+    """The served encoder's description (feature_dim, image_size, fingerprint, defense)."""
+    return self._check(self._request("GET", "/v1/model")).json()
+
+  def account(self) -> dict:
+    """The caller's account: used, remaining, budget, price, cost."""
+    return self._check(self._request("GET", "/v1/account")).json()
+
+  @property
+  def remaining(self) -> Optional[int]:
+    return self.account()["remaining"]
+
+  def query(self, images: np.ndarray) -> np.ndarray:
+    """Features of ``images`` (uint8 NHWC) as the API answers them."""
+    images = np.ascontiguousarray(images, np.uint8)
+    buf = io.BytesIO()
+    np.save(buf, images, allow_pickle=False)
+    body = buf.getvalue()
+    idem = self.key_prefix + hashlib.sha256(body).hexdigest()[:32]
+    r = self._check(self._request("POST", "/v1/features", content=body,
+                                  headers={"Content-Type": "application/x-npy",
+                                           "Idempotency-Key": idem}))
+    if r.headers.get("x-replayed") == "1":
+      self.replayed += len(images)
+    else:
+      self.queries_used += len(images)
+    return np.load(io.BytesIO(r.content), allow_pickle=False)
+
+  def close(self):
+    self._client.close()

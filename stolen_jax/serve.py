@@ -1,0 +1,78 @@
+"""``job='serve'``: the target encoder as a metered HTTP API, and its key administration.
+
+  python -m stolen_jax.main --config=configs/serve.py --config.serve.checkpoint=PATH
+  python -m stolen_jax.main --config=configs/serve.py --config.serve.action=add_key \\
+      --config.serve.name=alice --config.serve.budget=5000
+  python -m stolen_jax.main --config=configs/serve.py --config.serve.action=list_keys
+  python -m stolen_jax.main --config=configs/serve.py --config.serve.action=revoke_key \\
+      --config.serve.name=alice
+
+The API applies ``config.defense`` to every answer; the ledger is SQLite in the workdir.
+"""
+
+import os
+
+from stolen_jax import parallel, stages
+from stolen_jax.errors import ConfigError, choose
+
+ACTIONS = ("serve", "add_key", "list_keys", "revoke_key")
+
+
+def ledger_path(config, workdir: str) -> str:
+  return config.serve.ledger or os.path.join(workdir, "ledger.sqlite")
+
+
+def build_app(config, workdir: str, mesh=None):
+  """The FastAPI app serving ``serve.checkpoint`` with the config's defense and ledger."""
+  from stolen_jax import steal
+  from stolen_jax.eaas import ledger as ledger_lib, server
+  cfg = config.serve
+  if not cfg.checkpoint:
+    raise ConfigError("serve.checkpoint is required: the target encoder's checkpoint path")
+  mesh = mesh or parallel.make_mesh()
+  target = steal.open_target(cfg.checkpoint, mesh, cfg.feature_batch_size)
+  defense = steal.build_defense(config, workdir, target, mesh)
+  meta = target.meta
+  ledger = ledger_lib.Ledger(ledger_path(config, workdir))
+  return server.make_app(
+      target.features_fn, ledger, image_size=int(meta["image_size"]),
+      feature_dim=int(meta["feature_dim"]), defense=defense,
+      model_info={"fingerprint": meta["fingerprint"], "arch": meta.get("arch"),
+                  "num_images": meta.get("num_images"), "defense": defense.settings},
+      batch_window_ms=cfg.batch_window_ms, max_batch=cfg.max_batch,
+      max_body_bytes=int(cfg.max_body_mb * 2 ** 20))
+
+
+def run(config, workdir: str) -> dict:
+  """Serves the API, or runs one key-administration action."""
+  from stolen_jax.eaas import ledger as ledger_lib, server
+  cfg = config.serve
+  choose("serve.action", cfg.action, ACTIONS)
+  os.makedirs(workdir, exist_ok=True)
+  if cfg.action == "serve":
+    app = build_app(config, workdir)
+    print(f"serving {cfg.checkpoint} on http://{cfg.host}:{cfg.port} (docs: /docs; ledger "
+          f"{ledger_path(config, workdir)})", flush=True)
+    server.serve(app, cfg.host, cfg.port)
+    return {"served": True}
+  ledger = ledger_lib.Ledger(ledger_path(config, workdir))
+  try:
+    if cfg.action == "add_key":
+      key = ledger.add_key(cfg.name, cfg.budget, cfg.price_per_1000, cfg.rate_per_s)
+      print(f"API key for {cfg.name!r} (shown once; only its hash is stored): {key}")
+      return {"name": cfg.name}
+    if cfg.action == "revoke_key":
+      n = ledger.revoke(cfg.name)
+      if not n:
+        raise ConfigError(f"no account named {cfg.name!r}")
+      print(f"revoked {n} key(s) of {cfg.name!r}")
+      return {"revoked": n}
+    rows = [a.public() for a in ledger.accounts()]
+    for a in rows:
+      print(", ".join(f"{k}={v}" for k, v in a.items()))
+    return {"accounts": rows}
+  finally:
+    ledger.close()
+
+
+__all__ = ["run", "build_app", "stages"]
