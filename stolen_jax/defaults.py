@@ -94,6 +94,7 @@ def steal_block() -> ml_collections.ConfigDict:
       surrogate_size=config_dict.FieldReference(0.05, field_type=object),  # count or fraction
       data_dir=config_dict.placeholder(str), image_size=32,
       query_budget=config_dict.placeholder(int), query_batch_size=256,
+      price_per_1000=1.2,  # $ per 1,000 queries for the tables' cost (Clarifai's, §VI); an HTTP API bills its own.
       arch="resnet34", width=1.0, dtype="float32",
       lambda_=20.0, distance="l2", reduction="mean", normalize_features=True,
       bn_passes="separate", augment=PAPER_STEAL_AUGMENT, aug=aug_block(),
@@ -194,4 +195,7 @@ def serve_block() -> ml_collections.ConfigDict:
       action="serve", checkpoint=config_dict.placeholder(str), host="127.0.0.1", port=8000,
       ledger=config_dict.placeholder(str),  # Default: <workdir>/ledger.sqlite
       name="customer", budget=config_dict.placeholder(int), price_per_1000=1.2, rate_per_s=0.0,
-      batch_window_ms=5.0, max_batch=1024, max_body_mb=64, feature_batch_size=512))
+      batch_window_ms=5.0, max_batch=1024, max_body_mb=64, feature_batch_size=512,
+      # B4B: per-account noise growing with the account's coverage of the embedding space.
+      b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
+                                         power=1.0, seed=0))))

@@ -133,8 +133,9 @@ def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:
                                 train, test, cfg, mesh, seed, strict)
     fid = probe.fidelity(t_probe, s_probe)
     row = {"dataset": slug, "ta": t_probe["accuracy"], "sa": s_probe["accuracy"],
-           "queries": steal_summary["queries"], "cosine": fid["cosine_similarity"],
-           "agreement": fid["agreement"], "num_train": len(train), "num_test": len(test)}
+           "queries": steal_summary["queries"],
+           "cost": round(steal_summary["queries"] * config.steal.price_per_1000 / 1000, 4),
+           "cosine": fid["cosine_similarity"], "agreement": fid["agreement"], "num_train": len(train), "num_test": len(test)}
     if defense.name != "none":
       # The honest customers' cost: the same probe on undefended answers.
       clean = probe.probe_stage(workdir, spec, target.features_fn,

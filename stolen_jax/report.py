@@ -7,7 +7,8 @@ import os
 from stolen_jax import stages
 
 COLUMNS = [("dataset", "Downstream"), ("ta", "TA (%)"), ("sa", "SA (%)"), ("sa_over_ta", "SA/TA (%)"),
-           ("queries", "#Queries"), ("cosine", "cos(f_t, f_s)"), ("agreement", "Agreement (%)")]
+           ("queries", "#Queries"), ("cost", "Cost ($)"), ("cosine", "cos(f_t, f_s)"),
+           ("agreement", "Agreement (%)")]
 # Shown only when a defense is active: what it costs the honest customers.
 DEFENSE_COLUMNS = [("ta_undefended", "TA undefended (%)"), ("ta_drop", "TA drop (pts)"),
                    ("utility_cosine", "cos(defended, clean)")]

@@ -34,13 +34,19 @@ def build_app(config, workdir: str, mesh=None):
   defense = steal.build_defense(config, workdir, target, mesh)
   meta = target.meta
   ledger = ledger_lib.Ledger(ledger_path(config, workdir))
+  b4b = None
+  if cfg.b4b.enabled:
+    from stolen_jax.eaas import b4b as b4b_lib
+    b4b = b4b_lib.B4B(int(meta["feature_dim"]), b4b_lib.B4BConfig(
+        bits=cfg.b4b.bits, scale=cfg.b4b.scale, saturation=cfg.b4b.saturation,
+        power=cfg.b4b.power, seed=cfg.b4b.seed))
   return server.make_app(
       target.features_fn, ledger, image_size=int(meta["image_size"]),
       feature_dim=int(meta["feature_dim"]), defense=defense,
       model_info={"fingerprint": meta["fingerprint"], "arch": meta.get("arch"),
                   "num_images": meta.get("num_images"), "defense": defense.settings},
       batch_window_ms=cfg.batch_window_ms, max_batch=cfg.max_batch,
-      max_body_bytes=int(cfg.max_body_mb * 2 ** 20))
+      max_body_bytes=int(cfg.max_body_mb * 2 ** 20), b4b=b4b)
 
 
 def run(config, workdir: str) -> dict:

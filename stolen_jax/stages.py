@@ -27,7 +27,7 @@ from stolen_jax.errors import ConfigError, UserError
 # Keys of config blocks that do not change a stage's output.
 NON_SEMANTIC = frozenset({
     "log_every_steps", "steps_per_dispatch", "checkpoint_every_epochs", "data_dir",
-    "query_batch_size", "feature_batch_size", "query_budget", "target", "api_key", "encoder",
+    "query_batch_size", "feature_batch_size", "query_budget", "target", "api_key", "encoder", "price_per_1000",
 })
 
 

@@ -192,6 +192,7 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
     out["sa_over_ta"], out["sa_over_ta_std"] = _mean_std(
         [r["sa"] / r["ta"] if r.get("ta") else None for r in runs])
     out["queries"] = runs[0]["queries"]
+    out["cost"] = runs[0].get("cost")
     out["failed"] = any(r.get("failed") for r in runs)
     if any("ta_undefended" in r for r in runs):
       out["ta_undefended"], _ = _mean_std([r.get("ta_undefended") for r in runs])
@@ -224,7 +225,8 @@ def write(workdir: str, table: list[dict], config) -> str:
   has_paper = any("paper_sa" in r for r in table)
   has_defense = any("ta_undefended" in r for r in table)
   seeds = len(config.sweep.seeds)
-  header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "cos(f_t, f_s)"]
+  header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "Cost ($)",
+                        "cos(f_t, f_s)"]
   if has_defense:
     header += ["TA undefended (%)", "TA drop (pts)", "cos(defended, clean)"]
   if has_paper:
@@ -235,7 +237,7 @@ def write(workdir: str, table: list[dict], config) -> str:
     cells_ = [str(r[k]) for k in axis_keys] + [
         r["dataset"] + (" (FAILED)" if r["failed"] else ""), _fmt(r["ta"], r["ta_std"]),
         _fmt(r["sa"], r["sa_std"]), _fmt(r["sa_over_ta"], r["sa_over_ta_std"]), str(r["queries"]),
-        _fmt(r["cosine"], r["cosine_std"], pct=False)]
+        "" if r.get("cost") is None else f"{r['cost']:g}", _fmt(r["cosine"], r["cosine_std"], pct=False)]
     if has_defense:
       drop = (None if r.get("ta_undefended") is None or r["ta"] is None
               else r["ta_undefended"] - r["ta"])

@@ -78,10 +78,11 @@ def test_pipeline_writes_table_and_rerun_skips_every_stage(tmp_path, capsys):
   row = out["rows"][0]
   assert row["queries"] == 32 and 0 <= row["ta"] <= 1 and 0 <= row["sa"] <= 1
   md = open(tmp_path / "results.md").read()
-  for column in ("TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "cos(f_t, f_s)", "Agreement (%)"):
+  for column in ("TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "Cost ($)", "cos(f_t, f_s)",
+                 "Agreement (%)"):
     assert column in md
   header = open(tmp_path / "results.csv").readline()
-  assert header.startswith("dataset,ta,sa,sa_over_ta,queries,cosine,agreement")
+  assert header.startswith("dataset,ta,sa,sa_over_ta,queries,cost,cosine,agreement")
   assert "normalize_features=True" in md
   paid = _query_log_total(tmp_path / "query" / "*" / "queries.jsonl")
   customer = _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl")

@@ -107,9 +107,10 @@ class Batcher:
 def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
              image_size: int, feature_dim: int, model_info: Optional[dict] = None,
              defense=None, batch_window_ms: float = 5.0, max_batch: int = 1024,
-             max_body_bytes: int = 64 << 20, json_max_images: int = 64):
+             max_body_bytes: int = 64 << 20, json_max_images: int = 64, b4b=None):
   """The FastAPI application serving ``features_fn`` (uint8 NHWC -> true features) through
-  ``defense`` (features, images) -> answers, metered by ``ledger``."""
+  ``defense`` (features, images) -> answers, metered by ``ledger``; ``b4b`` (an
+  ``eaas.b4b.B4B``) adds per-account noise that grows with the account's coverage."""
   from fastapi import FastAPI, Request
   from fastapi.responses import JSONResponse, Response
 
@@ -143,9 +144,13 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
   @app.get("/v1/account")
   def account(request: Request):
     try:
-      return ledger.authenticate(api_key(request)).public()
+      a = ledger.authenticate(api_key(request))
     except LedgerError as e:
       return error(e.status, str(e))
+    out = a.public()
+    if b4b is not None:
+      out["b4b_coverage"] = b4b.coverage(a.key_hash)
+    return out
 
   @app.post("/v1/features")
   async def query(request: Request):
@@ -194,6 +199,8 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
     else:
       from starlette.concurrency import run_in_threadpool
       features = await run_in_threadpool(answer, images)
+    if b4b is not None:
+      features = b4b(account.key_hash, features, images)
     try:
       sent = ledger.bill(account, idem, n, npy_bytes(features))
     except LedgerError as e:
