@@ -209,3 +209,23 @@ def test_b4b_noise_grows_with_coverage_and_stays_small_for_a_narrow_customer():
   assert b4b.coverage("broad") > 10 * b4b.coverage("narrow")
   assert errors["broad"][-1] > errors["broad"][0]  # Grows with coverage.
   assert errors["narrow"][-1] < 0.1 < errors["broad"][-1]
+
+
+def test_png_and_jpeg_uploads_are_answered_and_bad_files_refused(api):
+  from PIL import Image
+  url, ledger, _ = api
+  key = ledger.add_key("a", budget=100)
+  x = _images(2)
+  files = []
+  for i, fmt in enumerate(("PNG", "PNG")):
+    buf = io.BytesIO()
+    Image.fromarray(x[i]).save(buf, fmt)
+    files.append(("images", (f"{i}.png", buf.getvalue(), "image/png")))
+  r = httpx.post(url + "/v1/features", files=files,
+                 headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "png"})
+  assert r.status_code == 200
+  np.testing.assert_allclose(np.load(io.BytesIO(r.content)), fake_features(x), rtol=1e-6)
+  bad = httpx.post(url + "/v1/features", files=[("images", ("x.png", b"nope", "image/png"))],
+                   headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "bad"})
+  assert bad.status_code == 422 and "x.png" in bad.json()["error"]
+  assert ledger.authenticate(key).used == 2

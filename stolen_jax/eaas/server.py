@@ -3,7 +3,8 @@
 Endpoints (the OpenAPI page at ``/docs`` documents them):
 
 * ``POST /v1/features`` — body: a uint8 NHWC array as ``.npy`` (``Content-Type:
-  application/x-npy``); headers ``Authorization: Bearer KEY`` and ``Idempotency-Key``.
+  application/x-npy``) or PNG/JPEG files as ``multipart/form-data`` (each converted to RGB
+  and resized to the served size); headers ``Authorization: Bearer KEY`` and ``Idempotency-Key``.
   Answers ``.npy`` float32 features, or JSON (``{"features": [[...]]}``) when the request
   says ``Accept: application/json``. Billed one query per image, iff the answer was produced.
 * ``GET /v1/account`` — used, remaining, budget, price, cost of the caller's key.
@@ -104,6 +105,28 @@ class Batcher:
           fut.set_exception(e)
 
 
+async def _decode_files(request, image_size: int):
+  """PNG/JPEG files of a multipart form -> uint8 (N, S, S, 3), or why not (a string).
+  Each image is converted to RGB and resized to the served size, as the data sources do."""
+  from PIL import Image
+  form = await request.form()
+  files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+  if not files:
+    return "the multipart form holds no files"
+  out = []
+  for f in files:
+    data = await f.read()
+    try:
+      with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        if im.size != (image_size, image_size):
+          im = im.resize((image_size, image_size), Image.BILINEAR)
+        out.append(np.asarray(im, np.uint8))
+    except Exception:
+      return f"file {getattr(f, 'filename', '?')!r} is not a decodable image"
+  return np.stack(out)
+
+
 def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
              image_size: int, feature_dim: int, model_info: Optional[dict] = None,
              defense=None, batch_window_ms: float = 5.0, max_batch: int = 1024,
@@ -171,10 +194,17 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
     recorded = ledger.recorded(account, idem)
     if recorded is not None:  # A retry: the recorded answer, at no charge.
       return _respond(recorded, wants_json, replay=True)
-    try:
-      images = np.load(io.BytesIO(body), allow_pickle=False)
-    except Exception:
-      return error(400, "the body is not a .npy array (send np.save of a uint8 NHWC batch)")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+      images = await _decode_files(request, image_size)
+      if isinstance(images, str):
+        return error(422, images)
+    else:
+      try:
+        images = np.load(io.BytesIO(body), allow_pickle=False)
+      except Exception:
+        return error(400, "the body is not a .npy array (send np.save of a uint8 NHWC batch, "
+                          "or PNG/JPEG files as multipart/form-data)")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
       return error(422, f"expected uint8 images of shape (N, {image_size}, {image_size}, 3), got "
                         f"{images.dtype} {images.shape}")
