@@ -26,6 +26,8 @@ from stolen_jax.errors import CheckpointError
 
 def _clear_interrupted_saves(directory: str) -> None:
   """Removes temp directories that an interrupted (killed, disk-full) save left behind."""
+  if jax.process_index() != 0:  # One process cleans; the others must not race it.
+    return
   for tmp in glob.glob(os.path.join(directory, "*.orbax-checkpoint-tmp*")):
     logging.warning("removing the unfinished checkpoint %s (an interrupted save)", tmp)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -98,7 +100,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Optional[Any]
 def _set_aside(mngr: ocp.CheckpointManager, steps) -> None:
   """Moves unreadable step directories to ``damaged-<step>`` (kept for inspection): the
   resumed run saves those steps again."""
-  for step in steps:
+  for step in steps if jax.process_index() == 0 else ():
     src = os.path.join(str(mngr.directory), str(step))
     dst = os.path.join(str(mngr.directory), f"damaged-{step}")
     shutil.rmtree(dst, ignore_errors=True)

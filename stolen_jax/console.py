@@ -18,9 +18,14 @@ def set_quiet(quiet: bool) -> None:
   _quiet["on"] = quiet
 
 
+def _main_process() -> bool:
+  import jax
+  return jax.process_index() == 0
+
+
 def interactive() -> bool:
-  """Whether bars can be drawn (stderr is a terminal)."""
-  return not _quiet["on"] and sys.stderr.isatty()
+  """Whether bars can be drawn (stderr is a terminal, and this is process 0)."""
+  return not _quiet["on"] and sys.stderr.isatty() and _main_process()
 
 
 def bar(name: str, total: int, initial: int = 0, unit: str = "step"):
@@ -33,5 +38,5 @@ def bar(name: str, total: int, initial: int = 0, unit: str = "step"):
 
 def stage_line(stage: str, text: str) -> None:
   """One line when a stage finishes or is restored, e.g. 'target  trained in 81 s ...'."""
-  if not _quiet["on"]:
+  if not _quiet["on"] and _main_process():
     print(f"{stage:>8}  {text}", flush=True)

@@ -68,7 +68,11 @@ def base_config(job: str) -> ml_collections.ConfigDict:
   error instead of a new stage directory."""
   return ml_collections.ConfigDict(dict(job=job, seed=0,
                                         target_seed=config_dict.placeholder(int),
-                                        multihost=False, compilation_cache=True,
+                                        multihost=False,
+                                        coordinator_address=config_dict.placeholder(str),
+                                        num_processes=config_dict.placeholder(int),
+                                        process_id=config_dict.placeholder(int),
+                                        compilation_cache=True,
                                         strict_stages=False, defense=defense_block()))
 
 

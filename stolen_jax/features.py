@@ -33,6 +33,8 @@ def map_batches(fn, array: np.ndarray, mesh, batch_size: int) -> np.ndarray:
     outputs.append(fn(parallel.put_sharded(batch, mesh)))
   if not outputs:
     return np.zeros((0,), np.float32)
+  if parallel.multiprocess():  # Each process holds its shard: gather (every process gets all).
+    return np.concatenate([parallel.to_host(o) for o in outputs])[:n]
   return np.concatenate(jax.device_get(outputs))[:n]
 
 

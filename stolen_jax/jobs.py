@@ -170,15 +170,17 @@ def all_datasets_read(config) -> list:
 def run(config, workdir: str):
   """Runs ``config.job`` in ``workdir`` and returns its summary."""
   from stolen_jax.data import preflight
+  # First: joining a multi-process job must come before anything touches a device.
+  parallel.maybe_initialize_distributed(config)
   validate(config)
   preflight.check(all_datasets_read(config))
   if config.get("compilation_cache", True):
     runtime.enable_compilation_cache()
-  parallel.maybe_initialize_distributed(config.multihost)
   try:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    if parallel.is_main():
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
   except (NotADirectoryError, FileExistsError, PermissionError, IsADirectoryError) as e:
     raise UserError(f"cannot use workdir {workdir!r}: {e}") from None
   summary = JOBS[config.job](config, workdir)

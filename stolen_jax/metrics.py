@@ -74,7 +74,8 @@ class Progress:
     self._t0 = self._last = time.perf_counter()
     self._step0 = self._shown = first_step
     self._bar = console.bar(name, total_steps, initial=first_step) if console.interactive() else None
-    self._plain = not console.interactive() and not console._quiet["on"]
+    self._plain = (not console.interactive() and not console._quiet["on"]
+                   and jax.process_index() == 0)
 
   def update(self, step: int, force: bool = False, **postfix) -> float:
     """Advances to ``step``; returns the steps/s since the first update."""
@@ -92,7 +93,7 @@ class Progress:
               f"{_fmt_seconds(eta)}" + "".join(f", {k} {v:.4g}" for k, v in postfix.items()))
       if self._plain:
         print(text, file=sys.stderr, flush=True)
-      else:
+      elif jax.process_index() == 0:
         logging.info(text)
     self._shown = step
     return rate

@@ -164,7 +164,7 @@ def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:
   if steal_summary.get("failed"):
     context["failed"] = steal_summary["failed"]
   md = report.write(workdir, rows, settings, times, context)
-  if print_table:
+  if print_table and parallel.is_main():
     print("\n" + md + _meaning(rows, steal_summary, pretrain_summary))
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))
   return {"rows": rows, "settings": settings, "stage_times": times, "context": context}

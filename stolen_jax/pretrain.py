@@ -217,7 +217,7 @@ def train(cfg, workdir: str, seed: int, mesh=None, stage: str = "pretrain",
   monitor = make_knn_monitor(cfg, model.encoder, mesh, seed)
   writer = metrics.Writer(workdir)
   knn_init = None
-  if monitor is not None and not os.path.exists(os.path.join(workdir, "checkpoints")):
+  if monitor is not None and parallel.agree(not os.path.exists(os.path.join(workdir, "checkpoints"))):
     knn_init = monitor(encoder_variables(state))
     logging.info("%s: kNN accuracy at random init: %.4f", stage, knn_init)
 

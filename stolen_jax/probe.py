@@ -102,14 +102,24 @@ def load_downstream(spec: str, cfg, seed: int):
 
 
 def cached_features(path: str, compute: Callable[[], tuple]) -> tuple:
-  """(train_f, test_f) from ``path`` if present and readable, else computed and saved."""
-  if os.path.exists(path):
+  """(train_f, test_f) from ``path`` if present and readable, else computed and saved
+  (process 0 reads and writes; every process follows its reading)."""
+  loaded = None
+  if parallel.is_main() and os.path.exists(path):
     try:
       with np.load(path, allow_pickle=False) as f:
-        return f["train"], f["test"]
+        loaded = (f["train"], f["test"])
     except Exception as e:
       logging.warning("ignoring damaged feature cache %s (%s); recomputing", path, e)
-  train_f, test_f = compute()
+  if parallel.agree(loaded is not None):
+    if not parallel.multiprocess():
+      return loaded
+    shapes = parallel.agree([list(a.shape) for a in loaded] if loaded else None)
+    return tuple(parallel.agree(loaded[i] if loaded else np.zeros(shapes[i], np.float32))
+                 for i in range(2))
+  train_f, test_f = compute()  # Collective: every process computes (and holds) the features.
+  if not parallel.is_main():
+    return train_f, test_f
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp.npz"
   np.savez(tmp, train=train_f, test=test_f)
@@ -173,8 +183,8 @@ def probe_one(out_dir: str, features_fn, train, test, cfg, mesh, seed: int) -> d
   train_f, test_f = cached_features(os.path.join(out_dir, "features.npz"),
                                     lambda: (features_fn(train.images), features_fn(test.images)))
   result_path = os.path.join(out_dir, "result.json")
-  result = stages.read_json(result_path)
   predictions_path = os.path.join(out_dir, "predictions.npy")
+  result = stages.read_json(result_path) if parallel.is_main() else None
   if isinstance(result, dict) and os.path.exists(predictions_path):
     try:
       result["predictions"] = np.load(predictions_path)
@@ -185,13 +195,19 @@ def probe_one(out_dir: str, features_fn, train, test, cfg, mesh, seed: int) -> d
       result = None
   else:
     result = None
+  if parallel.multiprocess():  # Every process follows process 0's reading.
+    predictions = result.pop("predictions") if result else np.zeros(len(test), np.int32)
+    result = parallel.agree(result)
+    if result is not None:
+      result["predictions"] = parallel.agree(predictions.astype(np.int32))
   if result is None:
     num_classes = max(train.num_classes or 0, int(train.labels.max()) + 1, int(test.labels.max()) + 1)
     result = train_classifier(train_f, train.labels, test_f, test.labels, num_classes, cfg,
                               out_dir, mesh, seed)
-    tmp = predictions_path + ".tmp.npy"
-    np.save(tmp, result["predictions"])
-    os.replace(tmp, predictions_path)
+    if parallel.is_main():
+      tmp = predictions_path + ".tmp.npy"
+      np.save(tmp, result["predictions"])
+      os.replace(tmp, predictions_path)
     # Written last and atomically: its presence means the probe finished.
     stages.write_json_atomic(result_path, {k: v for k, v in result.items() if k != "predictions"},
                              indent=2)
@@ -228,7 +244,8 @@ def run(config, workdir: str, mesh=None) -> dict:
              "arch": meta["arch"], "probe": probe_settings(cfg), "results": rows}
   stages.write_json_atomic(os.path.join(workdir, "probe", "summary.json"), summary, indent=2)
   for row in rows:
-    print(f"{row['dataset']}: accuracy {100 * row['accuracy']:.2f}%")
+    if parallel.is_main():
+      print(f"{row['dataset']}: accuracy {100 * row['accuracy']:.2f}%")
   return summary
 
 

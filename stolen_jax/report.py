@@ -25,7 +25,7 @@ def rows_for_table(rows: list[dict]) -> list[dict]:
     row = {"dataset": r["dataset"] + (" (steal FAILED)" if r.get("failed") else ""),
            "ta": _pct(r["ta"]), "sa": _pct(r["sa"]),
            "sa_over_ta": _pct(r["sa"] / r["ta"]) if r["ta"] else None,
-           "queries": r["queries"], "cosine": round(r["cosine"], 4),
+           "queries": r["queries"], "cost": r.get("cost"), "cosine": round(r["cosine"], 4),
            "agreement": _pct(r["agreement"])}
     if "ta_undefended" in r:
       row.update(ta_undefended=_pct(r["ta_undefended"]),
@@ -67,6 +67,9 @@ def write(workdir: str, rows: list[dict], settings: dict, stage_times: dict,
           context: dict | None = None) -> str:
   """Writes results.md, results.csv and results.json (each atomically); returns the markdown."""
   md = markdown(rows, settings, stage_times, context)
+  from stolen_jax import parallel
+  if not parallel.is_main():
+    return md
   tmp = os.path.join(workdir, "results.md.tmp")
   with open(tmp, "w") as f:
     f.write(md)

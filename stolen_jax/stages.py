@@ -83,7 +83,11 @@ def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def write_json_atomic(path: str, record: Any, **kw) -> None:
-  """Writes JSON through a temp file and ``os.replace``: a crash never leaves half a file."""
+  """Writes JSON through a temp file and ``os.replace``: a crash never leaves half a file.
+  In a multi-process job only process 0 writes."""
+  from stolen_jax import parallel
+  if not parallel.is_main():
+    return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
@@ -114,11 +118,13 @@ class Stage:
   record: dict  # {"settings": ..., "upstream": ...}
 
   def completed(self) -> Optional[dict]:
-    """The stage's summary if it finished (``complete`` true in ``summary.json``), else None."""
+    """The stage's summary if it finished (``complete`` true in ``summary.json``), else None
+    (process 0's reading, on every process)."""
+    from stolen_jax import parallel
     summary = read_json(os.path.join(self.dir, "summary.json"))
-    if isinstance(summary, dict) and summary.get("complete"):
-      return summary
-    return None
+    if not (isinstance(summary, dict) and summary.get("complete")):
+      summary = None
+    return parallel.agree(summary)
 
   def write_summary(self, summary: dict) -> dict:
     """Writes ``summary.json`` atomically, tagged with the stage's key; returns it."""
@@ -150,8 +156,10 @@ def open_stage(workdir: str, name: str, settings: dict, upstream: Optional[dict]
   root = os.path.join(workdir, name)
   directory = os.path.join(root, key)
   path = os.path.join(directory, "stage.json")
+  from stolen_jax import parallel
   existing = read_json(path)
-  if existing is None:
+  message = None
+  if existing is None and parallel.is_main():
     others = _siblings(root, key)
     if others:
       # Name the nearest existing stage and what differs from it, so a user sees why.
@@ -160,7 +168,11 @@ def open_stage(workdir: str, name: str, settings: dict, upstream: Optional[dict]
       message = (f"{name}: settings differ from the existing stage {nearest} in "
                  f"{'; '.join(changes[:6])}{' ...' if len(changes) > 6 else ''}")
       if strict:
-        raise ConfigError(message + f" (strict: use another workdir, or delete {root}/{nearest})")
+        message += f" (strict: use another workdir, or delete {root}/{nearest})"
+  if strict and parallel.agree(message):  # Every process stops, not only the one that saw it.
+    raise ConfigError(parallel.agree(message))
+  if existing is None and parallel.is_main():
+    if message:
       logging.info("%s; computing it afresh in %s", message, directory)
     try:
       write_json_atomic(path, {"stage": name, "key": key, **record}, indent=2)

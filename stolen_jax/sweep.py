@@ -23,7 +23,7 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import console, pipeline, stages
+from stolen_jax import console, parallel, pipeline, stages
 from stolen_jax.errors import ConfigError, UserError
 
 
@@ -147,7 +147,7 @@ def run(config, workdir: str) -> dict:
     key = stages.key_of({k: v for k, v in stages.plain(cfg).items() if k != "sweep"})
     path = os.path.join(done_dir, f"{key}.json")
     label = ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
-    record = stages.read_json(path)
+    record = parallel.agree(stages.read_json(path))
     if record is None:
       t0 = time.perf_counter()
       console.stage_line("sweep", f"cell {i + 1}/{total}: {label}")
@@ -167,8 +167,9 @@ def run(config, workdir: str) -> dict:
       console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label}")
     results.append(record)
   table = aggregate(results, [k for k in cell_list[0]], config)
-  md = write(workdir, table, config)
-  print("\n" + md)
+  md = write(workdir, table, config) if parallel.is_main() else ""
+  if parallel.is_main():
+    print("\n" + md)
   return {"rows": table, "cells": len(cell_list), "seeds": seeds, "computed": computed}
 
 

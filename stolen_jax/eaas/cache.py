@@ -61,7 +61,7 @@ class FeatureCache:
   """
 
   def __init__(self, directory: str, name: str, num_examples: int, key):
-    os.makedirs(directory, exist_ok=True)
+    from stolen_jax import parallel
     self.base = os.path.join(directory, name)
     self.num_examples = num_examples
     self.key = {"images": key} if isinstance(key, str) else dict(key)
@@ -69,6 +69,23 @@ class FeatureCache:
     self.feature_dim = None
     self.checksums = np.zeros(num_examples, np.uint64)
     self.damaged_rows = np.zeros(0, np.int64)
+    error = None
+    if parallel.is_main():  # Only process 0 reads and writes the cache; the rest follow it.
+      try:
+        self._open(directory)
+      except DataError as e:
+        error = str(e)
+    if parallel.agree(error):
+      raise DataError(parallel.agree(error))
+    if parallel.multiprocess():
+      self.feature_dim = parallel.agree(self.feature_dim)
+      # Checksums as two uint32 halves (broadcasts carry 32-bit integers without x64).
+      lo = parallel.agree((self.checksums & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+      hi = parallel.agree((self.checksums >> np.uint64(32)).astype(np.uint32))
+      self.checksums = (hi.astype(np.uint64) << np.uint64(32)) | lo.astype(np.uint64)
+
+  def _open(self, directory: str):
+    os.makedirs(directory, exist_ok=True)
     meta_path = self.base + ".json"
     if os.path.exists(meta_path):
       try:
@@ -80,7 +97,7 @@ class FeatureCache:
         logging.warning("query cache %s: its record is damaged; starting it afresh", meta_path)
         return
       old_key = meta.get("key", {"images": meta.get("fingerprint")})
-      if old_key != self.key or meta["num_examples"] != num_examples:
+      if old_key != self.key or meta["num_examples"] != self.num_examples:
         what = [k for k in sorted(set(old_key) | set(self.key)) if old_key.get(k) != self.key.get(k)]
         raise DataError(
             f"the query cache {self.base}.* holds answers for other {', '.join(what) or 'sizes'} "
@@ -157,8 +174,14 @@ class FeatureCache:
     os.replace(tmp, self.base + ".json")
 
   def store(self, indices: np.ndarray, answers: np.ndarray) -> None:
-    """Persists answers for ``indices`` (features first, then their checksums)."""
+    """Persists answers for ``indices`` (features first, then their checksums); in a
+    multi-process job process 0 persists and the others track which rows are answered."""
+    from stolen_jax import parallel
     answers = np.asarray(answers, np.float32)
+    if not parallel.is_main():
+      self.feature_dim = answers.shape[1]
+      self.checksums[indices] = row_checksums(answers)
+      return
     if self._features is None:
       self._create(answers.shape[1])
     if answers.shape != (len(indices), self.feature_dim):
@@ -174,10 +197,14 @@ class FeatureCache:
     return bool(self.answered.all())
 
   def features(self) -> np.ndarray:
+    """All N answers (process 0's, on every process)."""
+    from stolen_jax import parallel
     if not self.complete:
       raise DataError(f"query cache {self.base} is incomplete "
                       f"({int(self.answered.sum())}/{self.num_examples} answered)")
-    return np.array(self._features)
+    if not parallel.is_main():
+      return parallel.agree(np.zeros((self.num_examples, self.feature_dim), np.float32))
+    return parallel.agree(np.array(self._features))
 
 
 def query_with_cache(service, images: np.ndarray, cache: FeatureCache, batch_size: int = 256) -> np.ndarray:

@@ -71,10 +71,13 @@ class QueryService:
     self.log_path = log_path
     self.queries_used = 0
     self.requests = 0
-    if log_path:
+    from stolen_jax import parallel
+    self._main = parallel.is_main()  # In a multi-process job process 0 keeps the log.
+    if log_path and self._main:
       os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    if log_path and os.path.exists(log_path):
-      self.queries_used, self.requests = read_query_log(log_path, repair=True)
+      if os.path.exists(log_path):
+        self.queries_used, self.requests = read_query_log(log_path, repair=True)
+    self.queries_used, self.requests = parallel.agree([self.queries_used, self.requests])
 
   @property
   def remaining(self) -> Optional[int]:
@@ -92,7 +95,7 @@ class QueryService:
                          np.float32)
     self.queries_used += n
     self.requests += 1
-    if self.log_path:
+    if self.log_path and self._main:
       with open(self.log_path, "a") as f:
         f.write(json.dumps({"count": n, "total": self.queries_used, "time": time.time(),
                             "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
