@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Run a stolen_jax config on a Cloud TPU VM (single host or a pod slice: every host runs
-# the same command; jax.distributed.initialize() joins them when --config.multihost=True).
+# Run a stolen_jax config on a Cloud TPU VM: one host or a multi-host pod slice (every host
+# runs the same command; they join through jax.distributed.initialize()'s auto-detection).
 #
-#   launch/tpu_vm.sh NAME ZONE ACCELERATOR CONFIG [extra flags...]
-#   launch/tpu_vm.sh sj-v4 us-central2-b v4-32 configs/steal_cifar10.py --config.steal.data_dir=gs://b/tfds
+#   launch/tpu_vm.sh [--dry_run] [--create] NAME ZONE ACCELERATOR BUCKET CONFIG [flags...]
+#   launch/tpu_vm.sh --create sj-v4 us-central2-b v4-32 my-bucket configs/steal_cifar10.py \
+#       --config.pretrain.data_dir=gs://my-bucket/tfds --config.steal.data_dir=gs://my-bucket/tfds \
+#       --config.probe.data_dir=gs://my-bucket/tfds
 #
-# The VM must exist (gcloud compute tpus tpu-vm create NAME --zone ZONE
-#   --accelerator-type ACCELERATOR --version tpu-ubuntu2204-base).
-# Use a gs:// --workdir on pods so every host sees the same checkpoints.
+# --create    creates the VM (tpu-ubuntu2204-base) first.
+# --dry_run   prints every command instead of running it.
+# The checkout is copied to every worker as it is (git archive of HEAD plus uncommitted
+# changes, via a tarball), not cloned from a remote. BUCKET is mounted with gcsfuse at
+# /mnt/BUCKET on every worker and the workdir is /mnt/BUCKET/workdir/<config>: every host
+# must see the same workdir (checkpoints are written collectively; process 0 writes the rest).
+# TFDS reads gs:// directly: prepare datasets once with `tfds build NAME --data_dir=gs://BUCKET/tfds`.
 set -euo pipefail
-name=$1 zone=$2 accel=$3 config=$4; shift 4
+cd "$(dirname "$0")/.."
+dry=0 create=0
+while [[ "${1:-}" == --* ]]; do
+  case $1 in --dry_run) dry=1 ;; --create) create=1 ;; *) echo "unknown option $1" >&2; exit 2 ;; esac
+  shift
+done
+name=${1:?usage: tpu_vm.sh [--dry_run] [--create] NAME ZONE ACCELERATOR BUCKET CONFIG [flags]}
+zone=$2 accel=$3 bucket=${4#gs://} config=$5; shift 5
 multihost=False
-case "$accel" in *-8) ;; *) multihost=True ;; esac  # v4-8/v5e-8 are one host.
-repo=${STOLEN_JAX_REPO:-$(git -C "$(dirname "$0")/.." remote get-url origin 2>/dev/null || echo .)}
-gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "
-  set -e
-  [ -d stolen_jax ] || git clone $repo stolen_jax
-  cd stolen_jax && git pull --ff-only || true
-  python3 -m venv ~/sj && . ~/sj/bin/activate
-  pip install -q -e '.[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
-  python -m stolen_jax.main --config=$config --config.multihost=$multihost $*
-"
+case "$accel" in *-8|*-4|*-1) ;; *) multihost=True ;; esac  # v4-8, v5e-8, ... are one host.
+stem=$(basename "$config" .py)
+workdir=/mnt/$bucket/workdir/$stem
+run() { if [[ $dry == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi; }
+
+if [[ $create == 1 ]]; then
+  run gcloud compute tpus tpu-vm create "$name" --zone "$zone" --accelerator-type "$accel" \
+    --version tpu-ubuntu2204-base
+fi
+tarball=/tmp/stolen_jax_checkout.tar.gz
+run bash -c "git ls-files -co --exclude-standard | tar czf $tarball -T -"
+run gcloud compute tpus tpu-vm scp "$tarball" "$name:stolen_jax.tar.gz" --zone "$zone" --worker=all
+remote="set -e
+mkdir -p ~/stolen_jax && tar xzf ~/stolen_jax.tar.gz -C ~/stolen_jax
+sudo mkdir -p /mnt/$bucket && (mountpoint -q /mnt/$bucket || sudo gcsfuse --implicit-dirs -o allow_other $bucket /mnt/$bucket)
+cd ~/stolen_jax && python3 -m venv ~/sj && . ~/sj/bin/activate
+pip install -q -e '.[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
+python -m stolen_jax.main --config=$config --workdir=$workdir --config.multihost=$multihost $*"
+run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "$remote"

@@ -70,3 +70,20 @@ def test_pipeline_checks_attack_settings_before_pretraining(tmp_path):
   with pytest.raises(ConfigError, match="unknown steal.distance 'l3'"):
     jobs.run(config, str(tmp_path))
   assert not (tmp_path / "pretrain").exists()
+
+
+def test_tpu_launch_dry_run_prints_the_commands():
+  r = subprocess.run(["bash", "launch/tpu_vm.sh", "--dry_run", "--create", "sj", "us-central2-b",
+                      "v4-32", "gs://bkt", "configs/steal_cifar10.py",
+                      "--config.steal.data_dir=gs://bkt/tfds"], cwd=ROOT, capture_output=True,
+                     text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+  out = r.stdout
+  assert "tpu-vm create sj --zone us-central2-b --accelerator-type v4-32" in out
+  assert "tpu-vm scp /tmp/stolen_jax_checkout.tar.gz sj:stolen_jax.tar.gz" in out
+  assert "--worker=all" in out and "gcsfuse" in out
+  assert "--workdir=/mnt/bkt/workdir/steal_cifar10 --config.multihost=True" in out
+  assert "--config.steal.data_dir=gs://bkt/tfds" in out
+  one_host = subprocess.run(["bash", "launch/tpu_vm.sh", "--dry_run", "sj", "z", "v4-8", "b",
+                             "configs/demo.py"], cwd=ROOT, capture_output=True, text=True)
+  assert "--config.multihost=False" in one_host.stdout and "tpu-vm create" not in one_host.stdout
