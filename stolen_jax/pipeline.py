@@ -89,8 +89,9 @@ def _meaning(rows: list[dict], steal_summary: dict, pretrain_summary: dict | Non
           "the target's downstream accuracy (SA/TA).\n")
 
 
-def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:
-  """Runs every stage of the attack and its evaluation; returns the results."""
+def run(config, workdir: str, mesh=None, print_table: bool = True, write_report: bool = True) -> dict:
+  """Runs every stage of the attack and its evaluation; returns the results (and writes
+  ``results.{md,csv,json}`` unless ``write_report`` is False, as in a sweep's cells)."""
   config = copy.deepcopy(config)  # The stages see resolved paths; the caller's config is unchanged.
   mesh = mesh or parallel.make_mesh()
   strict = config.get("strict_stages", False)
@@ -163,7 +164,8 @@ def run(config, workdir: str, mesh=None, print_table: bool = True) -> dict:
   }
   if steal_summary.get("failed"):
     context["failed"] = steal_summary["failed"]
-  md = report.write(workdir, rows, settings, times, context)
+  md = (report.write(workdir, rows, settings, times, context) if write_report
+        else report.markdown(rows, settings, times, context))
   if print_table and parallel.is_main():
     print("\n" + md + _meaning(rows, steal_summary, pretrain_summary))
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))

@@ -151,7 +151,7 @@ def run(config, workdir: str) -> dict:
     if record is None:
       t0 = time.perf_counter()
       console.stage_line("sweep", f"cell {i + 1}/{total}: {label}")
-      out = pipeline.run(cfg, workdir, print_table=False)
+      out = pipeline.run(cfg, workdir, print_table=False, write_report=False)
       record = {"overrides": overrides, "seed": seed, "rows": out["rows"],
                 "stage_times": out["stage_times"], "settings": out["settings"],
                 "context": out["context"], "seconds": round(time.perf_counter() - t0, 1)}
