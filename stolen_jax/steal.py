@@ -412,7 +412,7 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:
     summary["heldout"] = heldout_fidelity(cfg, result.state, model, target, mesh, seed)
-    failure = heldout_failure(summary["heldout"])
+    failure = heldout_failure(summary["heldout"], defense=defense.name)
     if failure:
       summary["failed"] = failure
       logging.warning("steal FAILED: %s", failure)
@@ -457,14 +457,17 @@ def _check_budget(cfg, n: int, cache, service, aug_service) -> None:
         f"steal.query_budget={cfg.query_budget}; nothing was queried")
 
 
-def heldout_failure(heldout: dict, margin: float = 0.01) -> Optional[str]:
-  """Why a steal failed, if its held-out fidelity is no better than a random encoder's."""
+def heldout_failure(heldout: dict, margin: float = 0.01, defense: str = "none") -> Optional[str]:
+  """Why a steal failed, if its held-out fidelity to the (true) target is no better than a
+  random encoder's. Under a defense that is the defense working, and the message says so."""
   s, r = heldout.get("stolen_cosine"), heldout.get("random_cosine")
   if s is None or r is None:
     return None
   if not np.isfinite(s) or s <= r + margin:
+    why = ("the defended answers did not let it approach the true target"
+           if defense != "none" else "the steal did not learn (learning rate, data?)")
     return (f"held-out cosine to the target {s:.3f} is no better than a random encoder's "
-            f"{r:.3f}: the steal did not learn (learning rate, data?)")
+            f"{r:.3f}: {why}")
   return None
 
 

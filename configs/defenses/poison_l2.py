@@ -5,7 +5,7 @@ Run (embedded data, no download; about 12 minutes on 2 CPU cores):
 The provider first trains its shadow stolen encoder (Algorithm 1 with the attacker's
 settings on its own pretraining set, ``defense.shadow``; 10 epochs here), once; then every
 answer is f_t(x) + δ with δ from 10 steps of projected gradient ascent on Eq. (10).
-ε is on the scale of the demo target's features (mean ℓ2 norm about 3 here; the paper's
+ε is on the scale of the demo target's features (mean ℓ2 norm 9-16 on the probe images; the paper's
 ResNet-18 features are larger, so its ε = 1..10 are not comparable one to one).
 Paper (Table XV(a), CIFAR-10 target, GTSRB): TA/SA 80.67/79.43 (ε=0), 80.73/74.14 (1),
 82.43/71.12 (3), 80.44/72.85 (5), 75.81/68.38 (7), 66.91/57.56 (10): a large ε lowers SA, and
