@@ -204,7 +204,8 @@ OPS: dict[str, Callable[[AugmentParams], Op]] = {
 def parse_names(spec: str | Sequence[str]) -> tuple[str, ...]:
   """'crop,flip' or ('crop', 'flip') -> validated tuple of op names ('' or 'none' -> ())."""
   if isinstance(spec, str):
-    spec = [] if spec.strip().lower() in ("", "none") else spec.split(",")
+    # ',' or '+' separate ops ('+' lets a sweep axis list subsets: 'crop+flip,jitter').
+    spec = [] if spec.strip().lower() in ("", "none") else spec.replace("+", ",").split(",")
   names = tuple(n.strip() for n in spec if n.strip())
   for n in names:
     if n not in OPS:

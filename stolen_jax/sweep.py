@@ -2,7 +2,8 @@
 
 ``sweep.axes`` names the settings to vary, e.g. ``"steal.lambda_=0,1,5,10,20,30"`` or
 ``"steal.distance=l2,l1,cosine; steal.normalize_features=true,false"`` (``;`` separates
-axes; ``sweep.mode`` = ``product`` or ``zip``). Each cell is a pipeline run in the sweep's own
+axes, ``,`` — or ``|`` when values hold commas — separates values; ``sweep.mode`` =
+``product`` or ``zip``). Each cell is a pipeline run in the sweep's own
 workdir, so cells share every stage whose key they share — one target, one query stage per
 surrogate set and defense, one target probe per downstream set and defense — and a cell
 whose stages are all finished costs nothing. ``sweep.seeds`` repeats each cell over seeds of
@@ -30,6 +31,13 @@ from stolen_jax.errors import ConfigError, UserError
 def parse_value(text: str, like):
   """A swept value from its text, typed like the base config's value ``like``."""
   text = text.strip()
+  if isinstance(like, tuple):  # e.g. probe.hidden=(128,64)
+    import ast
+    try:
+      value = tuple(ast.literal_eval(text))
+    except (ValueError, SyntaxError, TypeError):
+      raise ConfigError(f"sweep value {text!r} is not a tuple like (128,64)") from None
+    return value
   try:
     value = json.loads(text.lower() if text.lower() in ("true", "false", "null") else text)
   except ValueError:
@@ -66,7 +74,10 @@ def parse_axes(config) -> list[tuple[str, list]]:
       raise ConfigError(f"bad sweep axis {part.strip()!r}: expected KEY=V1,V2,...")
     node, leaf = _get(config, key)
     like = node[leaf]
-    axes.append((key, [parse_value(v, like) for v in values.split(",")]))
+    # Values are separated by ',' — or by '|' when a value itself holds commas, e.g.
+    # 'probe.hidden=(128,64)|(256,128)'.
+    items = values.split("|") if "|" in values else values.split(",")
+    axes.append((key, [parse_value(v, like) for v in items]))
   if not axes:
     raise ConfigError("sweep.axes is empty: e.g. 'steal.lambda_=0,1,5,10,20,30'")
   return axes

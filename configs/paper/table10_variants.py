@@ -21,4 +21,11 @@ def get_config(scale="demo"):
                        "stolenencoder,stolenencoder,query_aug,pretrain_encoder; "
                        "steal.lambda_=20,0,20,20,20,0,20,20")
   config.sweep.mode = "zip"
+  # The paper's SA (CIFAR-10 target, GTSRB downstream; its TA there is 80.67).
+  config.sweep.paper = ("0.03,stolenencoder,20.0:80.67/77.97; 0.03,stolenencoder,0.0:80.67/44.47; "
+                        "0.03,query_aug,20.0:80.67/76.71; 0.03,pretrain_encoder,20.0:80.67/66.42; "
+                        "0.05,stolenencoder,20.0:80.67/79.43; 0.05,stolenencoder,0.0:80.67/51.50; "
+                        "0.05,query_aug,20.0:80.67/78.91; 0.05,pretrain_encoder,20.0:80.67/71.40")
+  config.sweep.note = ("paper columns: Table X (CIFAR-10 target, GTSRB downstream, 1,500/2,500 "
+                       "queries; query-aug 151,500/252,500), the same for every downstream row.")
   return config
