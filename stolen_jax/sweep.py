@@ -117,6 +117,18 @@ def cell_config(config, overrides: dict, seed: int):
   return cfg
 
 
+def cell_key(cfg) -> str:
+  """What determines a cell's results: the settings of its stages (as their keys see them),
+  not the whole config — so a new config key elsewhere does not void finished cells."""
+  from stolen_jax import defend, pretrain, probe, steal
+  return stages.key_of({
+      "target": stages.plain(cfg.steal.target) if cfg.steal.target else pretrain.stage_settings(cfg),
+      "steal": steal.steal_settings(cfg),
+      "defense": {**defend.settings(cfg.defense), "shadow": stages.plain(cfg.defense.shadow)},
+      "probe": {**probe.probe_settings(cfg.probe), "datasets": cfg.probe.datasets},
+      "seed": cfg.seed})
+
+
 def validate(config) -> None:
   """Checks the sweep block and every cell's config before any stage runs."""
   from stolen_jax import jobs
@@ -155,7 +167,7 @@ def run(config, workdir: str) -> dict:
   computed = 0
   for i, (overrides, seed) in enumerate(itertools.product(cell_list, seeds)):
     cfg = cell_config(config, overrides, seed)
-    key = stages.key_of({k: v for k, v in stages.plain(cfg).items() if k != "sweep"})
+    key = cell_key(cfg)
     path = os.path.join(done_dir, f"{key}.json")
     label = ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
     record = parallel.agree(stages.read_json(path))
