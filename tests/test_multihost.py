@@ -66,8 +66,14 @@ def test_a_killed_process_stops_the_other_and_a_rerun_resumes(tmp_path):
   while time.time() < deadline and not [
       d for d in glob.glob(f"{workdir}/steal/*/checkpoints/[0-9]*") if os.path.basename(d).isdigit()]:
     time.sleep(1)
-  workers = subprocess.run(["pgrep", "-f", f"process_id=1 .*{workdir}|{workdir}.*process_id=1"],
-                           capture_output=True, text=True).stdout.split()
+  workers = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):  # The process with process_id=1.
+    try:
+      args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+      continue
+    if b"--config.process_id=1" in args and f"--workdir={workdir}".encode() in args:
+      workers.append(pid)
   assert workers, "no worker process found"
   t_kill = time.time()
   for pid in workers:
