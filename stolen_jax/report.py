@@ -63,13 +63,48 @@ def markdown(rows: list[dict], settings: dict, stage_times: dict, context: dict 
   return "\n".join(lines) + "\n"
 
 
+def plot(workdir: str, rows: list[dict]) -> bool:
+  """results.png: TA and SA side by side per downstream set (bars, %)."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    return False
+  import numpy as np
+  names = [r["dataset"] for r in rows]
+  x = np.arange(len(rows))
+  fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.2), dpi=120)
+  ta = [100 * r["ta"] for r in rows]
+  sa = [100 * r["sa"] for r in rows]
+  ax.bar(x - 0.18, ta, 0.36, label="TA (target)")
+  ax.bar(x + 0.18, sa, 0.36, label="SA (stolen)")
+  for xi, (t, s_) in enumerate(zip(ta, sa)):
+    ax.text(xi - 0.18, t + 1, f"{t:.1f}", ha="center", fontsize=7)
+    ax.text(xi + 0.18, s_ + 1, f"{s_:.1f}", ha="center", fontsize=7)
+  ax.set_xticks(x, names)
+  ax.set_ylabel("downstream accuracy (%)")
+  ax.set_ylim(0, 105)
+  ax.legend(fontsize=7, loc="lower right")
+  ax.set_title(f"{rows[0]['queries']} queries", fontsize=9)
+  fig.tight_layout()
+  tmp = os.path.join(workdir, "results.tmp.png")
+  fig.savefig(tmp)
+  plt.close(fig)
+  os.replace(tmp, os.path.join(workdir, "results.png"))
+  return True
+
+
 def write(workdir: str, rows: list[dict], settings: dict, stage_times: dict,
           context: dict | None = None) -> str:
-  """Writes results.md, results.csv and results.json (each atomically); returns the markdown."""
+  """Writes results.md (linking results.png), results.csv and results.json (each
+  atomically); returns the markdown."""
   md = markdown(rows, settings, stage_times, context)
   from stolen_jax import parallel
   if not parallel.is_main():
     return md
+  if rows and plot(workdir, rows):
+    md += "\n![TA and SA per downstream set](results.png)\n"
   tmp = os.path.join(workdir, "results.md.tmp")
   with open(tmp, "w") as f:
     f.write(md)

@@ -84,6 +84,7 @@ def test_pipeline_writes_table_and_rerun_skips_every_stage(tmp_path, capsys):
   header = open(tmp_path / "results.csv").readline()
   assert header.startswith("dataset,ta,sa,sa_over_ta,queries,cost,cosine,agreement")
   assert "normalize_features=True" in md
+  assert "](results.png)" in md and (tmp_path / "results.png").stat().st_size > 1000
   paid = _query_log_total(tmp_path / "query" / "*" / "queries.jsonl")
   customer = _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl")
   assert paid == 32 and customer == 64 + 32  # Probe train + test images via the API.
