@@ -76,6 +76,20 @@ def _shape_mask(kind, u, v, rng, n):
   raise ValueError(kind)
 
 
+def _posed_masks(kinds, scale, cy, cx, angle, yy, xx, rng):
+  """Antialiased masks of shape ``kinds`` (indices into _SHAPES), each scaled, centred at
+  (cx, cy) and rotated by ``angle``; pattern shapes draw their frequency from ``rng``."""
+  du, dv = xx - cx, yy - cy
+  u = (np.cos(angle) * du + np.sin(angle) * dv) / scale
+  v = (-np.sin(angle) * du + np.cos(angle) * dv) / scale
+  mask = np.zeros((len(kinds), SIZE, SIZE), np.float32)
+  for k, kind in enumerate(_SHAPES):
+    sel = kinds == k
+    if sel.any():
+      mask[sel] = _shape_mask(kind, u[sel], v[sel], rng, int(sel.sum()))
+  return mask
+
+
 def make_shapes(n: int, seed: int):
   """``n`` shape images (uint8, N x 32 x 32 x 3) and their labels (10 classes)."""
   rng = np.random.default_rng(seed)
@@ -84,14 +98,7 @@ def make_shapes(n: int, seed: int):
   scale = rng.uniform(0.35, 0.7, (n, 1, 1)).astype(np.float32)
   cy, cx = (rng.uniform(-0.35, 0.35, (2, n, 1, 1))).astype(np.float32)
   angle = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-  du, dv = xx - cx, yy - cy
-  u = (np.cos(angle) * du + np.sin(angle) * dv) / scale
-  v = (-np.sin(angle) * du + np.cos(angle) * dv) / scale
-  mask = np.zeros((n, SIZE, SIZE), np.float32)
-  for k, kind in enumerate(_SHAPES):
-    sel = labels == k
-    if sel.any():
-      mask[sel] = _shape_mask(kind, u[sel], v[sel], rng, int(sel.sum()))
+  mask = _posed_masks(labels, scale, cy, cx, angle, yy, xx, rng)
   # Colours come from a small palette, independent of the class: colour alone then cannot
   # tell instances apart, so contrastive learning has to pick up shape.
   fg_idx = rng.integers(0, len(_PALETTE), n)
@@ -210,14 +217,7 @@ def make_scenes(n: int, seed: int):
     scale = rng.uniform(0.2, 0.6, (n, 1, 1)).astype(np.float32)
     cy, cx = rng.uniform(-0.9, 0.9, (2, n, 1, 1)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-    du, dv = xx - cx, yy - cy
-    u = (np.cos(angle) * du + np.sin(angle) * dv) / scale
-    v = (-np.sin(angle) * du + np.cos(angle) * dv) / scale
-    mask = np.zeros((n, SIZE, SIZE), np.float32)
-    for k, kind in enumerate(_SHAPES):
-      sel = kinds == k
-      if sel.any():
-        mask[sel] = _shape_mask(kind, u[sel], v[sel], rng, int(sel.sum()))
+    mask = _posed_masks(kinds, scale, cy, cx, angle, yy, xx, rng)
     colour = np.where(rng.uniform(size=(n, 1, 1, 1)) < 0.5, _PALETTE[rng.integers(0, len(_PALETTE), n)][:, None, None, :],
                       _col(rng, n))
     m = (mask * active)[..., None]
