@@ -17,6 +17,15 @@ def make_feature_fn(encoder):
   return features
 
 
+def restore_features_fn(path: str, mesh, batch_size: int = 512):
+  """(images -> features of the encoder checkpointed at ``path``, its meta with the weights'
+  content ``fingerprint``): one restore, one compiled function, batched over ``mesh``."""
+  from stolen_jax import checkpoint
+  encoder, variables, meta = checkpoint.restore_encoder(path)
+  fn = make_feature_fn(encoder)
+  return (lambda images: extract(fn, variables, images, mesh, batch_size)), meta
+
+
 def map_batches(fn, array: np.ndarray, mesh, batch_size: int) -> np.ndarray:
   """``fn`` over ``array`` in global batches sharded over ``mesh``, results concatenated.
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import console, eaas, losses, parallel, pretrain, probe, report, stages, steal
+from stolen_jax import console, eaas, features, losses, parallel, pretrain, probe, report, stages, steal
 
 
 def _seconds(t0: float) -> str:
@@ -121,7 +121,7 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   target_service = eaas.QueryService(
       target.features_fn, defense=defense,
       log_path=os.path.join(workdir, "probe", "target_api_queries.jsonl"))
-  stolen_fn, stolen_meta = probe.encoder_features_fn(steal_summary["stage_dir"], mesh,
+  stolen_fn, stolen_meta = features.restore_features_fn(steal_summary["stage_dir"], mesh,
                                                      cfg.feature_batch_size)
   target_id = {"encoder": target.meta["fingerprint"], "defense": defense.settings}
   rows = []

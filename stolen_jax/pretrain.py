@@ -6,7 +6,6 @@ pointed at a surrogate set, is the paper's *pre-training-encoder* baseline.
 """
 
 import functools
-import json
 import os
 import time
 from typing import Any

@@ -9,7 +9,6 @@ and stolen features and the agreement of the two classifiers' predictions.
 """
 
 import functools
-import json
 import os
 import time
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from stolen_jax import checkpoint, features, losses, metrics, optim, parallel, stages, train_lib
+from stolen_jax import features, losses, metrics, optim, parallel, stages, train_lib
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError
 
@@ -127,14 +126,6 @@ def cached_features(path: str, compute: Callable[[], tuple]) -> tuple:
   return train_f, test_f
 
 
-def encoder_features_fn(path: str, mesh, batch_size: int = 512):
-  """images -> features of the encoder checkpointed at ``path``, and its meta (with the
-  weights' content ``fingerprint``)."""
-  encoder, variables, meta = checkpoint.restore_encoder(path)
-  fn = features.make_feature_fn(encoder)
-  return (lambda images: features.extract(fn, variables, images, mesh, batch_size)), meta
-
-
 def validate_settings(cfg) -> None:
   """Checks the probe's counts and rates before any stage runs."""
   parse_datasets(cfg.datasets)
@@ -230,7 +221,7 @@ def run(config, workdir: str, mesh=None) -> dict:
     raise ConfigError("probe.encoder is required: the path of an Orbax checkpoint of an "
                       "encoder (target or stolen), e.g. <workdir>/steal")
   mesh = mesh or parallel.make_mesh()
-  features_fn, meta = encoder_features_fn(cfg.encoder, mesh, cfg.feature_batch_size)
+  features_fn, meta = features.restore_features_fn(cfg.encoder, mesh, cfg.feature_batch_size)
   rows = []
   for spec in parse_datasets(cfg.datasets):
     train, test = load_downstream(spec, cfg, config.seed)

@@ -1,7 +1,6 @@
 """The results table of a pipeline run: markdown, CSV and JSON in the workdir."""
 
 import csv
-import json
 import os
 
 from stolen_jax import stages

@@ -19,7 +19,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -225,21 +225,16 @@ def steal_settings(config) -> dict:
 
 @dataclasses.dataclass
 class Target:
-  """The target encoder as the provider holds it: module, weights, meta (with the content
-  ``fingerprint``), and its true features (no defense, no metering)."""
-  encoder: Any
-  variables: Any
+  """The target encoder as the provider holds it: its meta (with the weights' content
+  ``fingerprint``) and its true features (no defense, no metering; None for an HTTP API)."""
   meta: dict
-  features_fn: Callable[[np.ndarray], np.ndarray]
+  features_fn: Optional[Callable[[np.ndarray], np.ndarray]]
 
 
 def open_target(path: str, mesh, batch_size: int = 512) -> Target:
   """Restores the target encoder checkpointed at ``path``."""
-  from stolen_jax import checkpoint
-  encoder, variables, meta = checkpoint.restore_encoder(path)
-  fn = features.make_feature_fn(encoder)
-  return Target(encoder, variables, meta,
-                lambda images: features.extract(fn, variables, images, mesh, batch_size))
+  features_fn, meta = features.restore_features_fn(path, mesh, batch_size)
+  return Target(meta, features_fn)
 
 
 def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_dir: str, mesh,
@@ -303,11 +298,9 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
                          "num_images": len(data), "epochs": attacker.epochs,
                          "train_s": round(time.perf_counter() - t0, 2),
                          "final_loss": result.history[-1]["loss"] if result.history else None})
-  from stolen_jax import checkpoint
-  encoder, variables, _ = checkpoint.restore_encoder(stage.dir)
-  fn = features.make_feature_fn(encoder)
+  shadow_fn, _ = features.restore_features_fn(stage.dir, mesh)
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
-  return {"features_fn": lambda images: features.extract(fn, variables, images, mesh),
+  return {"features_fn": shadow_fn,
           "augment": jax.jit(augment.per_key), "distance": cfg.distance,
           "lambda_": float(cfg.lambda_), "normalize": bool(cfg.normalize_features),
           "stage_dir": stage.dir}
@@ -438,7 +431,7 @@ def open_remote(cfg):
                       f"steal.image_size={meta.get('image_size')}")
   server_defense = meta.get("defense") or {"name": "none"}
   defense = defend.Defense(server_defense.get("name", "none"), server_defense, lambda f, im: f)
-  target = Target(None, None, {**meta, "fingerprint": meta.get("fingerprint", cfg.target)}, None)
+  target = Target({**meta, "fingerprint": meta.get("fingerprint", cfg.target)}, None)
   return target, defense, http
 
 

@@ -1,11 +1,9 @@
 """Defenses of §VII: exact semantics, the poison bound and objective, and their reach."""
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 

@@ -1,5 +1,4 @@
 import functools
-import json
 
 import jax
 import jax.numpy as jnp

@@ -6,7 +6,6 @@ attacker's paid answers on disk so that nothing paid for is ever paid again.
 """
 
 from stolen_jax.eaas.cache import FeatureCache, query_with_cache
-from stolen_jax.eaas.service import QueryBudgetExceeded, QueryService, from_checkpoint
+from stolen_jax.eaas.service import QueryBudgetExceeded, QueryService
 
-__all__ = ["FeatureCache", "query_with_cache", "QueryBudgetExceeded", "QueryService",
-           "from_checkpoint"]
+__all__ = ["FeatureCache", "query_with_cache", "QueryBudgetExceeded", "QueryService"]

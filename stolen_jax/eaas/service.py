@@ -100,14 +100,3 @@ class QueryService:
         f.write(json.dumps({"count": n, "total": self.queries_used, "time": time.time(),
                             "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
     return answers
-
-
-def from_checkpoint(path: str, mesh, *, budget=None, defense: Defense = identity_defense,
-                    log_path=None, batch_size: int = 512):
-  """A QueryService over the encoder restored from an Orbax checkpoint, and its meta
-  (``meta['fingerprint']``: the content hash of the encoder's weights)."""
-  from stolen_jax import checkpoint, features
-  encoder, variables, meta = checkpoint.restore_encoder(path)
-  feature_fn = features.make_feature_fn(encoder)
-  features_fn = lambda images: features.extract(feature_fn, variables, images, mesh, batch_size)
-  return QueryService(features_fn, budget=budget, defense=defense, log_path=log_path), meta
