@@ -27,8 +27,8 @@ import numpy as np
 from absl import logging
 
 from stolen_jax import augment as augment_lib
-from stolen_jax import (defend, eaas, features, losses, metrics, models, optim, parallel,
-                        pretrain, stages, train_lib)
+from stolen_jax import (checkpoint, defend, eaas, features, losses, metrics, models, optim,
+                        parallel, pretrain, stages, train_lib)
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError, choose
 
@@ -60,8 +60,8 @@ _BN_MOMENTUM = 0.9
 
 
 def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda_: float,
-               distance: str, reduction: str, normalize: bool, bn_passes: str,
-               one_pass: bool = True):
+               distance, reduction: str, normalize: bool, bn_passes: str,
+               one_pass: bool = True, distance_choices: tuple = ()):
   """One update of the stolen encoder on L1 + λ·L2 (L2' when ``batch`` has ``target_aug``).
 
   ``batch``: ``images`` (uint8 x) and ``target`` = f_t(x); for query-aug also
@@ -72,7 +72,16 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
   (``vmap`` over the two groups, which XLA merges into one batched convolution per layer);
   the running averages are composed as the two sequential passes would leave them, so the
   result equals two passes (``one_pass=False``, kept as the reference) with half the kernels.
+
+  ``distance`` is a name of ``losses.DISTANCES``, or (in a stack of cells that differ in it)
+  a traced index into ``distance_choices``.
   """
+  if distance_choices:
+    branches = [functools.partial(losses.distance, name, reduction=reduction)
+                for name in distance_choices]
+    dist = lambda a, b: jax.lax.switch(distance, branches, a, b)  # noqa: E731
+  else:
+    dist = functools.partial(losses.distance, distance, reduction=reduction)
   query_aug = "target_aug" in batch
   clean = augment_lib.to_float(batch["images"])
   if isinstance(lambda_, (int, float)) and lambda_ == 0:
@@ -101,7 +110,7 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
   def loss_fn(params):
     if views is None:
       f_clean, stats = forward(params, state.batch_stats, clean)
-      l1 = losses.distance(distance, target, f_clean, reduction)
+      l1 = dist(target, f_clean)
       return l1, (stats, l1, jnp.zeros(()))
     if bn_passes == "separate" and one_pass:
       f_clean, f_aug, stats = forward_grouped(params, state.batch_stats, clean, views)
@@ -111,8 +120,8 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
     else:  # One pass over [x; A(x)]: BatchNorm statistics over both.
       f_both, stats = forward(params, state.batch_stats, jnp.concatenate([clean, views]))
       f_clean, f_aug = jnp.split(f_both, 2)
-    l1 = losses.distance(distance, target, f_clean, reduction)
-    l2 = losses.distance(distance, target_aug, f_aug, reduction)
+    l1 = dist(target, f_clean)
+    l2 = dist(target_aug, f_aug)
     return l1 + lambda_ * l2, (stats, l1, l2)
 
   (loss, (stats, l1, l2)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -126,30 +135,53 @@ def default_one_pass() -> bool:
   return jax.default_backend() != "cpu"
 
 
-def make_stacked_trainer(cfg, lambdas, total_steps: int, target_dim: int | None = None):
+def make_stacked_trainer(cfg, lambdas, total_steps: int, target_dim: int | None = None,
+                         distances=None):
   """K steals in one program: cells of one architecture and surrogate set that differ in λ
-  (each its own parameters, optimizer state and augmentation keys) trained by one jitted
-  step over a stacked state (``vmap``; the batch and its augmentation pipeline are shared,
-  so K cells cost far less than K runs on an accelerator).
+  and/or the distance d (each its own parameters, optimizer state and augmentation keys)
+  trained by one jitted step over a stacked state (``vmap``; the batch and its augmentation
+  pipeline are shared, so K cells cost far less than K runs on an accelerator).
 
   Returns (model, tx, stacked_step, init_states) where ``init_states(rngs, sample, mesh)``
   builds the stacked state from one key per cell; ``stacked_step(states, batch)`` returns
-  (states, metrics with a leading K axis). Cell k equals a single run with ``lambdas[k]``
-  and the k-th key (tested). All λ must be > 0 (w/o-aug has no augmented pass).
+  (states, metrics with a trailing K axis). Cell k equals a single run with ``lambdas[k]``,
+  ``distances[k]`` (default: ``cfg.distance``) and the k-th key (tested). All λ must be > 0
+  (w/o-aug has no augmented pass).
   """
-  lambdas = jnp.asarray([float(l) for l in lambdas], jnp.float32)
-  if bool(jnp.any(lambdas <= 0)):
+  lambdas = [float(l) for l in lambdas]
+  if any(not l > 0 for l in lambdas):
     raise ConfigError("a stack of steals needs every λ > 0 (λ=0 has no augmented pass)")
+  distances = list(distances or [cfg.distance] * len(lambdas))
+  if len(distances) != len(lambdas):
+    raise ConfigError(f"{len(lambdas)} λ values but {len(distances)} distances")
+  for d in distances:
+    choose("steal.distance", d, losses.DISTANCES)
   model, tx, step_fn = make_trainer(cfg, total_steps, target_dim)
+  lambda_arr = jnp.asarray(lambdas, jnp.float32)
+  choices = tuple(sorted(set(distances))) if len(set(distances)) > 1 else ()
+  if choices:
+    step_fn = functools.partial(step_fn, distance_choices=choices)
+  else:
+    step_fn = functools.partial(step_fn, distance=distances[0])
+  dist_arr = jnp.asarray([choices.index(d) if choices else 0 for d in distances], jnp.int32)
 
   def stacked_step(states, batch):
-    return jax.vmap(lambda st, lam: step_fn(st, batch, lambda_=lam))(states, lambdas)
+    def one_cell(state, lambda_, distance_index):  # The batch is shared, not vmapped.
+      if choices:
+        return step_fn(state, batch, lambda_=lambda_, distance=distance_index)
+      return step_fn(state, batch, lambda_=lambda_)
+    return jax.vmap(one_cell)(states, lambda_arr, dist_arr)
 
   def init_states(rngs, sample, mesh):
     singles = [train_lib.create_state(model, tx, r, sample, mesh) for r in rngs]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *singles)
 
   return model, tx, stacked_step, init_states
+
+
+def unstack_state(states, k: int):
+  """Cell ``k`` of a stacked state, as a single run's state."""
+  return jax.tree_util.tree_map(lambda x: x[k], states)
 
 
 def build_stolen_model(cfg, target_dim: int | None = None) -> models.Holder:
@@ -317,101 +349,233 @@ def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
   return defend.make(dcfg, target.meta.get("feature_dim"), shadow)
 
 
-def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
-        defense: Optional[defend.Defense] = None) -> dict:
-  """``job='steal'``: the query stage (``workdir/query/<key>``, keyed by the target's
-  fingerprint, the surrogate images and the defense) then training (``workdir/steal/<key>``,
-  keyed by the attack's settings and the query stage). A finished stage with the same key is
-  restored; other settings get their own directory. Returns the steal summary."""
+@dataclasses.dataclass
+class _Opened:
+  """A steal's stages opened (nothing queried or trained yet)."""
+  cfg: object
+  target: Target
+  defense: defend.Defense
+  http: object
+  surrogate: sources.ImageSet
+  cache_key: dict
+  query_stage: stages.Stage
+  stage: stages.Stage
+  done: Optional[dict]
+
+
+def _open(config, workdir: str, mesh, target: Optional[Target], defense) -> _Opened:
+  """Opens the query and steal stages of ``config`` (their keys decide what is reused)."""
   cfg = config.steal
   _validate(cfg)
-  mesh = mesh or parallel.make_mesh()
-  seed = config.seed
   strict = config.get("strict_stages", False)
-  t_start = time.perf_counter()
-  remote = is_remote(cfg.target)
-  if remote:
+  http = None
+  if is_remote(cfg.target):
     target, defense, http = open_remote(cfg)
   target = target or open_target(cfg.target, mesh, cfg.query_batch_size)
   defense = defense or build_defense(config, workdir, target, mesh)
-  surrogate = load_surrogate(cfg, target.meta, seed)
+  surrogate = load_surrogate(cfg, target.meta, config.seed)
   images_fp = eaas.cache.fingerprint(surrogate.images)
   cache_key = {"images": images_fp, "target": target.meta["fingerprint"],
                "defense": stages.key_of(defense.settings)}
   query_stage = stages.open_stage(
       workdir, "query", {"surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}",
-                         "size": len(surrogate), "image_size": cfg.image_size, "seed": seed},
+                         "size": len(surrogate), "image_size": cfg.image_size, "seed": config.seed},
       upstream={"images": images_fp, "target": target.meta["fingerprint"],
                 "defense": defense.settings}, strict=strict)
   upstream = ({"surrogate": images_fp} if cfg.variant == "pretrain_encoder"
               else {"query": query_stage.key})
   stage = stages.open_stage(workdir, "steal", steal_settings(config), upstream=upstream,
                             strict=strict)
-  done = stage.completed()
-  if done is not None:
-    logging.info("steal: restored the finished stage %s", stage.dir)
-    return {**done, "restored": True}
-  if cfg.variant == "pretrain_encoder":
-    return _pretrain_baseline(config, surrogate, stage, seed, t_start)
+  return _Opened(cfg, target, defense, http, surrogate, cache_key, query_stage, stage,
+                 stage.completed())
 
-  # Query stage: one query per surrogate image, answers cached durably (Algorithm 1, line 4).
-  if remote:  # The API meters, defends and keeps the ledger; the client pays and caches.
-    http.key_prefix = f"{cache_key['images']}-"
-    service = http
+
+@dataclasses.dataclass
+class _Queried:
+  """The query stage's outcome: f_t(x) for every surrogate image, and what it cost."""
+  target_features: np.ndarray
+  service: object
+  aug_service: object
+  cache: object
+  paid_before: int
+  query_s: float
+
+
+def _query(op: _Opened, stage_dir: str) -> _Queried:
+  """Algorithm 1, line 4: one query per surrogate image, answers cached durably (and for
+  query-aug the per-epoch service whose answers are logged in ``stage_dir``)."""
+  cfg = op.cfg
+  if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
+    op.http.key_prefix = f"{op.cache_key['images']}-"
+    service = op.http
   else:
-    service = eaas.QueryService(target.features_fn, budget=cfg.query_budget, defense=defense,
-                                log_path=os.path.join(query_stage.dir, "queries.jsonl"))
-  cache = eaas.FeatureCache(query_stage.dir, "surrogate", len(surrogate), cache_key)
+    service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget, defense=op.defense,
+                                log_path=os.path.join(op.query_stage.dir, "queries.jsonl"))
+  cache = eaas.FeatureCache(op.query_stage.dir, "surrogate", len(op.surrogate), op.cache_key)
   aug_service = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
-    aug_service = eaas.QueryService(target.features_fn, defense=defense,
-                                    log_path=os.path.join(stage.dir, "aug_queries.jsonl"))
-  _check_budget(cfg, len(surrogate), cache, service, aug_service)
+    aug_service = eaas.QueryService(op.target.features_fn, defense=op.defense,
+                                    log_path=os.path.join(stage_dir, "aug_queries.jsonl"))
+  _check_budget(cfg, len(op.surrogate), cache, service, aug_service)
   if aug_service is not None and cfg.query_budget is not None:
     aug_service.budget = aug_service.queries_used + cfg.query_budget - service.queries_used - int(
         (~cache.answered).sum())
   paid_before = service.queries_used + (aug_service.queries_used if aug_service else 0)
   t_query = time.perf_counter()
-  target_features = eaas.query_with_cache(service, surrogate.images, cache, cfg.query_batch_size)
-  query_s = time.perf_counter() - t_query
+  target_features = eaas.query_with_cache(service, op.surrogate.images, cache, cfg.query_batch_size)
   logging.info("steal: %d surrogate features (dim %d); %d queries paid for this query stage",
-               len(surrogate), target_features.shape[1], service.queries_used)
+               len(op.surrogate), target_features.shape[1], service.queries_used)
+  return _Queried(target_features, service, aug_service, cache, paid_before,
+                  time.perf_counter() - t_query)
+
+
+def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
+        defense: Optional[defend.Defense] = None) -> dict:
+  """``job='steal'``: the query stage (``workdir/query/<key>``, keyed by the target's
+  fingerprint, the surrogate images and the defense) then training (``workdir/steal/<key>``,
+  keyed by the attack's settings and the query stage). A finished stage with the same key is
+  restored; other settings get their own directory. Returns the steal summary."""
+  mesh = mesh or parallel.make_mesh()
+  t_start = time.perf_counter()
+  op = _open(config, workdir, mesh, target, defense)
+  if op.done is not None:
+    logging.info("steal: restored the finished stage %s", op.stage.dir)
+    return {**op.done, "restored": True}
+  if op.cfg.variant == "pretrain_encoder":
+    return _pretrain_baseline(config, op.surrogate, op.stage, config.seed, t_start)
+  q = _query(op, op.stage.dir)
   data_for_epoch = None
-  if aug_service is not None:
-    data_for_epoch = _query_aug_data(cfg, surrogate.images, aug_service, stage.dir, seed, mesh)
-  result, model = train_encoder(cfg, surrogate.images, target_features, stage.dir, mesh, seed,
-                                data_for_epoch, surrogate=cfg.surrogate)
+  if q.aug_service is not None:
+    data_for_epoch = _query_aug_data(op.cfg, op.surrogate.images, q.aug_service, op.stage.dir,
+                                     config.seed, mesh)
+  result, model = train_encoder(op.cfg, op.surrogate.images, q.target_features, op.stage.dir, mesh,
+                                config.seed, data_for_epoch, surrogate=op.cfg.surrogate)
+  return _finish(op, q, result, model, mesh, config.seed, t_start)
+
+
+# Settings in which the cells of one stack may differ (the rest is shared: one program).
+STACKABLE_AXES = ("lambda_", "distance")
+
+
+def stack_group(config) -> Optional[str]:
+  """The key of the stack ``config``'s steal may join (cells with the same key train as one
+  program), or None when it cannot be stacked: w/o-aug (λ=0), query-aug, the pre-training
+  baseline and HTTP targets train alone."""
+  cfg = config.steal
+  if cfg.variant != "stolenencoder" or not cfg.lambda_ > 0 or is_remote(cfg.target):
+    return None
+  settings = {k: v for k, v in steal_settings(config).items() if k not in STACKABLE_AXES}
+  target = stages.plain(cfg.target) if cfg.target else pretrain.stage_settings(config)
+  return stages.key_of({"steal": settings, "target": target,
+                        "defense": stages.plain(config.get("defense"))})
+
+
+def run_stack(configs, workdir: str, mesh=None, target: Optional[Target] = None,
+              defense: Optional[defend.Defense] = None) -> list[dict]:
+  """The steal stages of ``configs`` (one ``stack_group``: they differ only in λ and d)
+  trained as one stacked program (``make_stacked_trainer``), then written as if each had
+  been trained alone: its own ``steal/<key>`` with checkpoint and summary, so every later
+  reader (probes, sweeps, reruns) sees an ordinary finished stage. Finished cells are
+  restored, not retrained. The stack checkpoints in ``steal_stack/<key>`` and resumes.
+  Returns the summaries in the order of ``configs``."""
+  mesh = mesh or parallel.make_mesh()
+  groups = {stack_group(c) for c in configs}
+  if None in groups or len(groups) != 1:
+    raise ConfigError("run_stack: the cells must share one stack group (same attack but λ>0 "
+                      "and d; not query-aug, pretrain_encoder or an HTTP target)")
+  t_start = time.perf_counter()
+  opened = [_open(c, workdir, mesh, target, defense) for c in configs]
+  out = [{**op.done, "restored": True} if op.done is not None else None for op in opened]
+  pending = [i for i, op in enumerate(opened) if op.done is None]
+  if len(pending) == 1:
+    out[pending[0]] = run(configs[pending[0]], workdir, mesh, target, defense)
+  if len(pending) <= 1:
+    return out
+  first = opened[pending[0]]
+  cfg, seed = first.cfg, configs[pending[0]].seed
+  q = _query(first, first.stage.dir)  # One query stage for all: they share its key.
+  images = first.surrogate.images
+  lambdas = [float(opened[i].cfg.lambda_) for i in pending]
+  distances = [opened[i].cfg.distance for i in pending]
+  stack = stages.open_stage(workdir, "steal_stack", {"cells": [opened[i].stage.key for i in pending]},
+                            strict=False)
+  steps = (len(images) // cfg.batch_size) * cfg.epochs
+  model, tx, step_fn, init_states = make_stacked_trainer(
+      cfg, lambdas, steps, target_dim=q.target_features.shape[1], distances=distances)
+  sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+  # Every cell starts where its single run would: the same key (the seed's).
+  states = init_states([jax.random.PRNGKey(seed + 1)] * len(pending), sample, mesh)
+  data = {"images": parallel.put_replicated(images, mesh),
+          "target": parallel.put_replicated(q.target_features, mesh)}
+  logging.info("steal: %d cells (λ=%s, d=%s) as one stacked program in %s", len(pending),
+               lambdas, distances, stack.dir)
+  writer = metrics.Writer(stack.dir)
+  try:
+    result = train_lib.fit(
+        states, step_fn, data, num_examples=len(images), batch_size=cfg.batch_size,
+        epochs=cfg.epochs, seed=seed, mesh=mesh,
+        checkpoint_dir=os.path.join(stack.dir, "checkpoints"), meta={"stack": lambdas},
+        writer=writer, steps_per_dispatch=cfg.steps_per_dispatch,
+        checkpoint_every_epochs=cfg.checkpoint_every_epochs, log_every_steps=cfg.log_every_steps,
+        images_per_example=2 * len(pending), name=f"steal x{len(pending)}")
+  finally:
+    writer.close()
+  for k, i in enumerate(pending):
+    op = opened[i]
+    state = unstack_state(result.state, k)
+    meta = pretrain.encoder_meta(op.cfg, model.encoder, "steal", **attack_settings(op.cfg),
+                                 num_images=len(images), surrogate=op.cfg.surrogate,
+                                 stacked_with=len(pending))
+    mngr = checkpoint.manager(os.path.join(op.stage.dir, "checkpoints"))
+    checkpoint.save(mngr, int(state.step), state, meta, wait=True)
+    mngr.close()
+    history = [{"epoch": h["epoch"], "steps_per_s": h["steps_per_s"],
+                "images_per_s": h["images_per_s"] / len(pending),
+                **{name[:-len("_per_cell")]: v[k] for name, v in h.items()
+                   if name.endswith("_per_cell")}} for h in result.history]
+    cell = dataclasses.replace(result, state=state, history=history,
+                               images_per_s=result.images_per_s / len(pending))
+    out[i] = _finish(op, q, cell, model, mesh, configs[i].seed, t_start,
+                     stacked_with=len(pending), stack_dir=stack.dir)
+  return out
+
+
+def _finish(op: _Opened, q: _Queried, result, model, mesh, seed: int, t_start: float,
+            **extra) -> dict:
+  """The steal's summary (costs, timings, held-out fidelity, failure, and ``extra``),
+  written atomically."""
+  cfg, service, aug_service = op.cfg, q.service, q.aug_service
   paid = service.queries_used + (aug_service.queries_used if aug_service else 0)
   summary = {
       **attack_settings(cfg), "target": os.path.abspath(cfg.target),
-      "target_fingerprint": target.meta["fingerprint"], "defense": defense.settings,
-      "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(surrogate),
-      "queries": paid, "queries_this_run": paid - paid_before,
-      "queries_repaired": int(len(cache.damaged_rows)),
-      "query_s": round(query_s, 2), "compile_s": round(result.compile_s, 2),
+      "target_fingerprint": op.target.meta["fingerprint"], "defense": op.defense.settings,
+      "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(op.surrogate),
+      "queries": paid, "queries_this_run": paid - q.paid_before,
+      "queries_repaired": int(len(q.cache.damaged_rows)),
+      "query_s": round(q.query_s, 2), "compile_s": round(result.compile_s, 2),
       "train_s": round(result.train_s, 2), "images_per_s": round(result.images_per_s, 1),
       "steps_per_s": round(result.steps_per_s, 3), "final_step": int(result.state.step),
-      "resumed_from_step": result.resumed_from_step, "query_stage": query_stage.dir,
-      "stage_dir": stage.dir,
+      "resumed_from_step": result.resumed_from_step, "query_stage": op.query_stage.dir,
+      "stage_dir": op.stage.dir, **extra,
   }
   if result.history:
     summary.update(final_l1=result.history[-1]["l1"], final_l2=result.history[-1]["l2"],
                    final_loss=result.history[-1]["loss"])
-  if remote:
-    account = http.account()
+  if op.http is not None:
+    account = op.http.account()
     summary.update(api=cfg.target, api_account=account["name"], api_used=account["used"],
-                   api_cost=account["cost"], api_replayed=http.replayed)
-  if cfg.eval_heldout and remote:
+                   api_cost=account["cost"], api_replayed=op.http.replayed)
+  if cfg.eval_heldout and op.http is not None:
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:
-    summary["heldout"] = heldout_fidelity(cfg, result.state, model, target, mesh, seed)
-    failure = heldout_failure(summary["heldout"], defense=defense.name)
+    summary["heldout"] = heldout_fidelity(cfg, result.state, model, op.target, mesh, seed)
+    failure = heldout_failure(summary["heldout"], defense=op.defense.name)
     if failure:
       summary["failed"] = failure
       logging.warning("steal FAILED: %s", failure)
   summary["wall_s"] = round(time.perf_counter() - t_start, 2)
   summary["complete"] = True
-  return _write_summary(stage, summary, result.history)
+  return _write_summary(op.stage, summary, result.history)
 
 
 def is_remote(target) -> bool:

@@ -10,6 +10,12 @@ whose stages are all finished costs nothing. ``sweep.seeds`` repeats each cell o
 the attack and the probes (the surrogate draw, the stolen encoder's init, the probes), the
 target shared; the table shows mean ± std.
 
+``sweep.stack_steals`` (``auto``: on GPU/TPU only) trains the steals of cells that differ
+only in λ (> 0) and the distance d as one stacked program (``steal.run_stack``, at most
+``sweep.max_stack`` cells each): one data pipeline and one program fill an accelerator that a
+batch-64 step leaves idle. The stages it writes are the ones single runs would write. On
+XLA:CPU stacking was measured slower than separate runs (bench/RESULTS.md), hence ``auto``.
+
 Outputs: ``results.{md,csv,json}`` (one row per cell and downstream set) and, for a
 one-axis sweep, ``results.png`` (TA and SA against the axis, like Figs. 2–3).
 """
@@ -156,6 +162,53 @@ def _fmt(mean, std, pct=True):
   return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
+def stacking_enabled(config) -> bool:
+  """Whether this sweep stacks its steals: ``sweep.stack_steals`` = on | off | auto (on
+  where the default backend is not the CPU)."""
+  mode = str(config.sweep.get("stack_steals", "auto")).lower()
+  if mode not in ("auto", "on", "off"):
+    raise ConfigError(f"sweep.stack_steals={mode!r}; valid choices: auto, on, off")
+  if mode == "auto":
+    import jax
+    return jax.default_backend() != "cpu"
+  return mode == "on"
+
+
+def train_stacks(config, workdir: str, todo: list) -> int:
+  """Trains the steal stages of the unfinished cells ``todo`` [(overrides, seed)] in stacks
+  (cells of one ``steal.stack_group``, at most ``sweep.max_stack`` each) before the cells
+  run; returns how many steals were trained. Each cell then finds its steal stage finished."""
+  from stolen_jax import steal
+  groups: dict = {}
+  for overrides, seed in todo:
+    cfg = cell_config(config, overrides, seed)
+    key = steal.stack_group(cfg)
+    if key is not None:
+      groups.setdefault(key, []).append(cfg)
+  max_stack = int(config.sweep.get("max_stack", 8))
+  if max_stack < 1:
+    raise ConfigError(f"sweep.max_stack={max_stack} must be >= 1")
+  trained = 0
+  mesh = parallel.make_mesh()
+  for cfgs in groups.values():
+    if len(cfgs) < 2:
+      continue  # Trained alone by its cell.
+    cfgs = [copy.deepcopy(c) for c in cfgs]
+    target_path, _, _ = pipeline.ensure_target(cfgs[0], workdir, mesh, cfgs[0].get("strict_stages", False))
+    for c in cfgs:
+      c.steal.target = target_path
+    target = steal.open_target(target_path, mesh, cfgs[0].steal.query_batch_size)
+    defense = steal.build_defense(cfgs[0], workdir, target, mesh)
+    for start in range(0, len(cfgs), max_stack):
+      chunk = cfgs[start:start + max_stack]
+      console.stage_line("sweep", f"training {len(chunk)} steals as one stacked program "
+                         f"(λ={[c.steal.lambda_ for c in chunk]}, "
+                         f"d={[c.steal.distance for c in chunk]})")
+      summaries = steal.run_stack(chunk, workdir, mesh, target, defense)
+      trained += sum(not s.get("restored") for s in summaries)
+  return trained
+
+
 def run(config, workdir: str) -> dict:
   """Runs every cell (resumable; a finished cell is read back), writes the table and plot."""
   cell_list = cells(config)
@@ -164,6 +217,11 @@ def run(config, workdir: str) -> dict:
   done_dir = os.path.join(workdir, "sweep_cells")
   results = []
   t_start = time.perf_counter()
+  if stacking_enabled(config):
+    todo = [(o, s) for o, s in itertools.product(cell_list, seeds)
+            if stages.read_json(os.path.join(
+                done_dir, f"{cell_key(cell_config(config, o, s))}.json")) is None]
+    train_stacks(config, workdir, parallel.agree(todo))
   computed = 0
   for i, (overrides, seed) in enumerate(itertools.product(cell_list, seeds)):
     cfg = cell_config(config, overrides, seed)
@@ -330,7 +388,8 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
 def sweep_block():
   """Defaults of ``config.sweep``."""
   import ml_collections
-  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", note=""))
+  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", note="",
+                                        stack_steals="auto", max_stack=8))
 
 
 __all__ = ["run", "cells", "parse_axes", "cell_config", "validate", "sweep_block", "UserError"]

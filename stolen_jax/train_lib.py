@@ -60,6 +60,11 @@ def step_key(state: TrainState) -> jax.Array:
   return jax.random.fold_in(state.rng, state.step)
 
 
+def step_of(state: TrainState) -> int:
+  """The state's step number as an int (a stacked state's cells share one step)."""
+  return int(np.max(jax.device_get(state.step)))
+
+
 def apply_gradients(state: TrainState, tx, grads, batch_stats) -> TrainState:
   """One optimizer update; returns the next state (step + 1)."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -81,7 +86,7 @@ def check_finite(state: TrainState, name: str, checkpoint_dir: str, last_good) -
   normalised features can stay finite while the weights are NaN)."""
   if not bool(_all_finite((state.params, state.batch_stats))):
     raise TrainingDiverged(
-        f"{name}: parameters or BatchNorm statistics became NaN/inf by step {int(state.step)}; "
+        f"{name}: parameters or BatchNorm statistics became NaN/inf by step {step_of(state)}; "
         f"lower the learning rate or check the data. Nothing was saved after the last good "
         f"checkpoint (step {last_good}) in {checkpoint_dir}.")
 
@@ -183,7 +188,7 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   resumed_from = 0
   if restored is not None:
     state = restored
-    resumed_from = int(state.step)
+    resumed_from = step_of(state)
     logging.info("%s: resumed from step %d in %s", name, resumed_from, checkpoint_dir)
   if resumed_from % steps_per_epoch:
     raise ConfigError(f"{name}: checkpoint step {resumed_from} is not at an epoch boundary of "
@@ -227,26 +232,29 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
     first_step = epoch * steps_per_epoch
     for k, v in step_metrics.items():
       if not np.all(np.isfinite(v)):
-        bad = first_step + int(np.argmin(np.isfinite(v))) + 1
+        bad = first_step + int(np.argmin(np.isfinite(v.reshape(len(v), -1)).all(axis=1))) + 1
         raise TrainingDiverged(
             f"{name}: {k} became {v[~np.isfinite(v)][0]} at step {bad} (epoch {epoch + 1}); "
             f"lower the learning rate or check the data. The last good checkpoint "
             f"(step {mngr.latest_step()}) is in {checkpoint_dir}.")
     for i in range(log_every_steps - 1, steps_per_epoch, max(log_every_steps, 1)):
-      writer.write_scalars(first_step + i + 1, {k: v[i] for k, v in step_metrics.items()})
+      writer.write_scalars(first_step + i + 1, {k: np.mean(v[i]) for k, v in step_metrics.items()})
     epoch_metrics = {k: float(np.mean(v)) for k, v in step_metrics.items()}
+    # A stacked state's metrics carry a trailing cell axis: kept per cell in the history.
+    per_cell = {f"{k}_per_cell": np.mean(v, axis=0).tolist() for k, v in step_metrics.items()
+                if v.ndim > 1}
     rate = steps_done / max(train_s, 1e-9)
     epoch_metrics.update(steps_per_s=rate, images_per_s=rate * batch_size * images_per_example)
     if on_epoch_end is not None:
       epoch_metrics.update(on_epoch_end(epoch, state) or {})
-    writer.write_scalars(int(state.step), {f"epoch/{k}": v for k, v in epoch_metrics.items()})
-    history.append({"epoch": epoch + 1, **epoch_metrics})
-    progress.update(int(state.step), force=epoch == epochs - 1,
+    writer.write_scalars(step_of(state), {f"epoch/{k}": v for k, v in epoch_metrics.items()})
+    history.append({"epoch": epoch + 1, **epoch_metrics, **per_cell})
+    progress.update(step_of(state), force=epoch == epochs - 1,
                     **{k: v for k, v in epoch_metrics.items()
                        if k in ("loss", "accuracy", "knn_accuracy")})
     if (epoch + 1) % checkpoint_every_epochs == 0 or epoch == epochs - 1:
       check_finite(state, name, checkpoint_dir, mngr.latest_step())
-      checkpoint.save(mngr, int(state.step), state, meta)
+      checkpoint.save(mngr, step_of(state), state, meta)
   progress.close()
   mngr.wait_until_finished()
   mngr.close()

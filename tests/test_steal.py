@@ -137,7 +137,7 @@ def test_query_aug_budget_is_checked_for_all_epochs_before_the_first_query(tiny_
 
 
 def test_stacked_cells_equal_single_runs(mesh1):
-  # Two λ cells trained as one vmapped program equal the two single runs, step for step.
+  # Two cells (λ and d differ) trained as one vmapped program equal the two single runs.
   config = tiny_steal_config("unused")
   cfg = config.steal
   rng = np.random.default_rng(2)
@@ -146,15 +146,15 @@ def test_stacked_cells_equal_single_runs(mesh1):
              for _ in range(2)]
   sample = jnp.zeros((1, 16, 16, 3))
   keys = [jax.random.PRNGKey(1), jax.random.PRNGKey(2)]
-  lambdas = (5.0, 20.0)
-  _, _, stacked_step, init = steal.make_stacked_trainer(cfg, lambdas, 10)
+  lambdas, distances = (5.0, 20.0), ("l2", "cosine")
+  _, _, stacked_step, init = steal.make_stacked_trainer(cfg, lambdas, 10, distances=distances)
   states = init(keys, sample, mesh1)
   step = jax.jit(stacked_step)
   for b in batches:
     states, stacked_metrics = step(states, b)
-  for k, lam in enumerate(lambdas):
+  for k, (lam, dist) in enumerate(zip(lambdas, distances)):
     with cfg.unlocked():
-      cfg.lambda_ = lam
+      cfg.lambda_, cfg.distance = lam, dist
     model, tx, single = steal.make_trainer(cfg, 10)
     state = train_lib.create_state(model, tx, keys[k], sample, mesh1)
     single = jax.jit(single)

@@ -75,3 +75,31 @@ def test_seeds_share_the_target_and_report_mean_and_std(tmp_path):
   assert len(os.listdir(tmp_path / "pretrain")) == 1
   assert out["rows"][0]["seeds"] == 2
   assert "±" in open(tmp_path / "results.md").read()
+
+
+def test_stacked_steals_write_the_stages_single_runs_would(tmp_path):
+  # Cells that differ in λ and d train as one stacked program (here 2, and 1 alone: max_stack
+  # 2); each writes the steal stage a single run writes: same key, same encoder.
+  import numpy as np
+  from stolen_jax import features, parallel, steal
+  config = _sweep_config("steal.lambda_=5,20,30; steal.distance=l2,cosine,l2")
+  config.sweep.mode, config.sweep.stack_steals, config.sweep.max_stack = "zip", "on", 2
+  out = jobs.run(config, str(tmp_path / "sweep"))
+  assert len(out["rows"]) == 3 and len(os.listdir(tmp_path / "sweep" / "steal_stack")) == 1
+  (target,) = glob.glob(str(tmp_path / "sweep" / "pretrain" / "*"))
+  mesh = parallel.make_mesh()
+  images = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8)
+  stacked_with = []
+  for overrides in sweep.cells(config):
+    cfg = sweep.cell_config(config, overrides, 0)
+    cfg.steal.target = target
+    s = steal.run(cfg, str(tmp_path / "sweep"), mesh)  # Restored: the stack wrote it.
+    single = steal.run(cfg, str(tmp_path / "single"), mesh)  # Trained alone.
+    assert s["restored"] and not single.get("restored")
+    assert s["stage_key"] == single["stage_key"]
+    stacked_with.append(s.get("stacked_with", 1))
+    np.testing.assert_allclose(s["final_loss"], single["final_loss"], rtol=1e-3)
+    a, _ = features.restore_features_fn(s["stage_dir"], mesh)
+    b, _ = features.restore_features_fn(single["stage_dir"], mesh)
+    np.testing.assert_allclose(a(images), b(images), rtol=1e-3, atol=1e-4)
+  assert stacked_with == [2, 2, 1]
