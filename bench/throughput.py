@@ -41,8 +41,10 @@ _STAGE = flags.DEFINE_enum("stage", "pretrain", ["pretrain", "steal", "probe"],
 _PROBE_IMAGES = flags.DEFINE_integer("probe_images", 4096, "Images for the probe benchmark.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after one warm-up step).")
 _DISPATCH = flags.DEFINE_integer("steps_per_dispatch", 0, "Steps per jit call (0: auto).")
+_PER_STEP = flags.DEFINE_bool("per_step", True, "Also time each dispatch alone (min, median).")
 
 # Official PyTorch release, 2-core x86 CPU, batch 64 (reference notes): s/step.
+# Superseded as a bar by bench/cpu_parity.sh, which times the same step in PyTorch side by side.
 REFERENCE_CPU = {"resnet34, lambda=20": 10.4, "resnet34, lambda=0": 5.0, "resnet18, lambda=20": 5.0,
                  "small resnet (16-32-64-128, 1 block/stage), lambda=20": 0.37}
 
@@ -141,9 +143,16 @@ def main(argv):
   compile_s = time.perf_counter() - t0
   state, m = run(state, data, idx[0])  # Warm-up.
   jax.block_until_ready(m)
+  # Each dispatch timed on its own (blocking on its result) for min and median; the mean is
+  # the whole loop's time, which on an accelerator hides the host between dispatches.
+  per_dispatch = []
   t0 = time.perf_counter()
   for i in idx[1:]:
+    t_dispatch = time.perf_counter()
     state, m = run(state, data, i)
+    if _PER_STEP.value:
+      jax.block_until_ready(m)
+      per_dispatch.append((time.perf_counter() - t_dispatch) / k)
   jax.block_until_ready(m)
   seconds = time.perf_counter() - t0
   timed = steps
@@ -155,6 +164,9 @@ def main(argv):
       "images_per_s": round(timed * batch * views / seconds, 1),
       **{k2: round(v, 1) for k2, v in peak_memory_mb().items()},
   }
+  if per_dispatch:
+    result.update(ms_per_step_min=round(1000 * min(per_dispatch), 2),
+                  ms_per_step_median=round(1000 * float(np.median(per_dispatch)), 2))
   if _STAGE.value == "steal":
     result["lambda"] = float(cfg.lambda_)
   print(json.dumps(result))
