@@ -31,9 +31,10 @@ def _jaxlib_version() -> str | None:
     return None
 
 
-def flag_supported(flag: str, jaxlib_version: str, cache_dir: str = _CACHE_DIR) -> bool:
+def flag_supported(flag: str, jaxlib_version: str, cache_dir: str | None = None) -> bool:
   """Whether this jaxlib's XLA accepts ``flag``: tried once in a child process (an unknown
   flag aborts the process that starts a backend), then cached per jaxlib version."""
+  cache_dir = cache_dir or _CACHE_DIR
   path = os.path.join(cache_dir, f"xla_flags-jaxlib-{jaxlib_version}.json")
   try:
     with open(path) as f:
@@ -60,13 +61,22 @@ def flag_supported(flag: str, jaxlib_version: str, cache_dir: str = _CACHE_DIR) 
   return ok
 
 
+def _backends_started() -> bool:
+  """Whether JAX has already started a backend (then XLA has read its flags: too late)."""
+  try:
+    from jax._src import xla_bridge
+    return bool(getattr(xla_bridge, "_backends", None))
+  except Exception:  # noqa: BLE001 - a JAX without that module: assume not started.
+    return False
+
+
 def apply() -> bool:
   """Adds the convolution flag to ``XLA_FLAGS`` where it is safe and not overridden.
 
   Returns whether the flag is in effect. Call before the first JAX computation: XLA reads
   ``XLA_FLAGS`` once, when the first backend starts.
   """
-  if os.environ.get("STOLEN_JAX_XLA_CPU_TUNING", "1") == "0":
+  if os.environ.get("STOLEN_JAX_XLA_CPU_TUNING", "1") == "0" or _backends_started():
     return False
   flags = os.environ.get("XLA_FLAGS", "")
   if _OPTION in flags:
