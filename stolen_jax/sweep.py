@@ -218,10 +218,11 @@ def run(config, workdir: str) -> dict:
   results = []
   t_start = time.perf_counter()
   if stacking_enabled(config):
-    todo = [(o, s) for o, s in itertools.product(cell_list, seeds)
-            if stages.read_json(os.path.join(
-                done_dir, f"{cell_key(cell_config(config, o, s))}.json")) is None]
-    train_stacks(config, workdir, parallel.agree(todo))
+    every = list(itertools.product(cell_list, seeds))
+    # Process 0's reading of which cells are unfinished, as indices (values stay typed).
+    todo = parallel.agree([i for i, (o, s) in enumerate(every) if stages.read_json(
+        os.path.join(done_dir, f"{cell_key(cell_config(config, o, s))}.json")) is None])
+    train_stacks(config, workdir, [every[i] for i in todo])
   computed = 0
   for i, (overrides, seed) in enumerate(itertools.product(cell_list, seeds)):
     cfg = cell_config(config, overrides, seed)
