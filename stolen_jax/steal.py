@@ -441,6 +441,11 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
   if op.done is not None:
     logging.info("steal: restored the finished stage %s", op.stage.dir)
     return {**op.done, "restored": True}
+  return _train_alone(config, op, mesh, t_start)
+
+
+def _train_alone(config, op: _Opened, mesh, t_start: float) -> dict:
+  """Queries, trains and summarises the opened, unfinished steal ``op`` on its own."""
   if op.cfg.variant == "pretrain_encoder":
     return _pretrain_baseline(config, op.surrogate, op.stage, config.seed, t_start)
   q = _query(op, op.stage.dir)
@@ -487,8 +492,8 @@ def run_stack(configs, workdir: str, mesh=None, target: Optional[Target] = None,
   opened = [_open(c, workdir, mesh, target, defense) for c in configs]
   out = [{**op.done, "restored": True} if op.done is not None else None for op in opened]
   pending = [i for i, op in enumerate(opened) if op.done is None]
-  if len(pending) == 1:
-    out[pending[0]] = run(configs[pending[0]], workdir, mesh, target, defense)
+  if len(pending) == 1:  # Nothing to stack with: trained as a single run would be.
+    out[pending[0]] = _train_alone(configs[pending[0]], opened[pending[0]], mesh, t_start)
   if len(pending) <= 1:
     return out
   first = opened[pending[0]]

@@ -174,21 +174,19 @@ def stacking_enabled(config) -> bool:
   return mode == "on"
 
 
-def train_stacks(config, workdir: str, todo: list) -> int:
-  """Trains the steal stages of the unfinished cells ``todo`` [(overrides, seed)] in stacks
-  (cells of one ``steal.stack_group``, at most ``sweep.max_stack`` each) before the cells
-  run; returns how many steals were trained. Each cell then finds its steal stage finished."""
+def train_stacks(config, workdir: str, todo: list) -> None:
+  """Trains the steal stages of the unfinished cells' configs ``todo`` in stacks (cells of
+  one ``steal.stack_group``, at most ``sweep.max_stack`` each) before the cells run; each
+  cell then finds its steal stage finished."""
   from stolen_jax import steal
   groups: dict = {}
-  for overrides, seed in todo:
-    cfg = cell_config(config, overrides, seed)
+  for cfg in todo:
     key = steal.stack_group(cfg)
     if key is not None:
       groups.setdefault(key, []).append(cfg)
   max_stack = int(config.sweep.get("max_stack", 8))
   if max_stack < 1:
     raise ConfigError(f"sweep.max_stack={max_stack} must be >= 1")
-  trained = 0
   mesh = parallel.make_mesh()
   for cfgs in groups.values():
     if len(cfgs) < 2:
@@ -204,9 +202,7 @@ def train_stacks(config, workdir: str, todo: list) -> int:
       console.stage_line("sweep", f"training {len(chunk)} steals as one stacked program "
                          f"(λ={[c.steal.lambda_ for c in chunk]}, "
                          f"d={[c.steal.distance for c in chunk]})")
-      summaries = steal.run_stack(chunk, workdir, mesh, target, defense)
-      trained += sum(not s.get("restored") for s in summaries)
-  return trained
+      steal.run_stack(chunk, workdir, mesh, target, defense)
 
 
 def run(config, workdir: str) -> dict:
@@ -217,19 +213,16 @@ def run(config, workdir: str) -> dict:
   done_dir = os.path.join(workdir, "sweep_cells")
   results = []
   t_start = time.perf_counter()
-  if stacking_enabled(config):
-    every = list(itertools.product(cell_list, seeds))
-    # Process 0's reading of which cells are unfinished, as indices (values stay typed).
-    todo = parallel.agree([i for i, (o, s) in enumerate(every) if stages.read_json(
-        os.path.join(done_dir, f"{cell_key(cell_config(config, o, s))}.json")) is None])
-    train_stacks(config, workdir, [every[i] for i in todo])
-  computed = 0
-  for i, (overrides, seed) in enumerate(itertools.product(cell_list, seeds)):
+  every = []  # (overrides, seed, cell config, record path, finished record or None)
+  for overrides, seed in itertools.product(cell_list, seeds):
     cfg = cell_config(config, overrides, seed)
-    key = cell_key(cfg)
-    path = os.path.join(done_dir, f"{key}.json")
+    path = os.path.join(done_dir, f"{cell_key(cfg)}.json")
+    every.append((overrides, seed, cfg, path, parallel.agree(stages.read_json(path))))
+  if stacking_enabled(config):
+    train_stacks(config, workdir, [cfg for _, _, cfg, _, record in every if record is None])
+  computed = 0
+  for i, (overrides, seed, cfg, path, record) in enumerate(every):
     label = ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
-    record = parallel.agree(stages.read_json(path))
     if record is None:
       t0 = time.perf_counter()
       console.stage_line("sweep", f"cell {i + 1}/{total}: {label}")
