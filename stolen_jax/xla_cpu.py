@@ -50,6 +50,8 @@ def flag_supported(flag: str, jaxlib_version: str, cache_dir: str | None = None)
   except (OSError, subprocess.SubprocessError):
     return False  # Not cached: a later process tries again.
   known[flag] = ok
+  # Not stages.write_json_atomic: its process-0 check would start a JAX backend, and this runs
+  # before any backend may start (XLA reads its flags then).
   try:
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
