@@ -198,8 +198,13 @@ def serve_block() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       action="serve", checkpoint=config_dict.placeholder(str), host="127.0.0.1", port=8000,
       ledger=config_dict.placeholder(str),  # Default: <workdir>/ledger.sqlite
-      name="customer", budget=config_dict.placeholder(int), price_per_1000=1.2, rate_per_s=0.0,
+      # add_key: a budget in queries, or unlimited=True (never unlimited by omission).
+      name="customer", budget=config_dict.placeholder(int), unlimited=False,
+      price_per_1000=1.2, rate_per_s=0.0,
       batch_window_ms=5.0, max_batch=1024, max_body_mb=64, feature_batch_size=512,
+      # Per request: declared pixels per image and in all (checked before decoding), and
+      # an account limited to r images/s sends at most r * burst_s images at once.
+      max_image_pixels=4096 * 4096, max_request_pixels=2 * 4096 * 4096, burst_s=1.0,
       # B4B: per-account noise growing with the account's coverage of the embedding space.
       b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
                                          power=1.0, seed=0))))

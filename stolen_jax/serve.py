@@ -46,7 +46,9 @@ def build_app(config, workdir: str, mesh=None):
       model_info={"fingerprint": meta["fingerprint"], "arch": meta.get("arch"),
                   "num_images": meta.get("num_images"), "defense": defense.settings},
       batch_window_ms=cfg.batch_window_ms, max_batch=cfg.max_batch,
-      max_body_bytes=int(cfg.max_body_mb * 2 ** 20), b4b=b4b)
+      max_body_bytes=int(cfg.max_body_mb * 2 ** 20), b4b=b4b,
+      max_image_pixels=int(cfg.max_image_pixels), max_request_pixels=int(cfg.max_request_pixels),
+      burst_s=float(cfg.burst_s))
 
 
 def run(config, workdir: str) -> dict:
@@ -64,16 +66,23 @@ def run(config, workdir: str) -> dict:
   ledger = ledger_lib.Ledger(ledger_path(config, workdir))
   try:
     if cfg.action == "add_key":
+      if cfg.budget is None and not cfg.unlimited:
+        raise ConfigError("add_key needs serve.budget (the account's queries, e.g. "
+                          "--config.serve.budget=1000) or, for an account without a limit, "
+                          "--config.serve.unlimited=True")
+      if cfg.budget is not None and cfg.unlimited:
+        raise ConfigError("give serve.budget or serve.unlimited=True, not both")
       key = ledger.add_key(cfg.name, cfg.budget, cfg.price_per_1000, cfg.rate_per_s)
       print(f"API key for {cfg.name!r} (shown once; only its hash is stored): {key}")
       return {"name": cfg.name}
     if cfg.action == "revoke_key":
       n = ledger.revoke(cfg.name)
       if not n:
-        raise ConfigError(f"no account named {cfg.name!r}")
+        raise ConfigError(f"no account named {cfg.name!r} (nor one whose key hash starts with "
+                          f"it; list_keys shows names and hashes)")
       print(f"revoked {n} key(s) of {cfg.name!r}")
       return {"revoked": n}
-    rows = [a.public() for a in ledger.accounts()]
+    rows = [{**a.public(), "key_hash": a.key_hash[:16]} for a in ledger.accounts()]
     for a in rows:
       print(", ".join(f"{k}={v}" for k, v in a.items()))
     return {"accounts": rows}

@@ -407,11 +407,13 @@ def _query(op: _Opened, stage_dir: str) -> _Queried:
   cfg = op.cfg
   if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
     op.http.key_prefix = f"{op.cache_key['images']}-"
+    op.http.attach_log(os.path.join(op.query_stage.dir, "api_queries.jsonl"))
     service = op.http
   else:
     service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget, defense=op.defense,
                                 log_path=os.path.join(op.query_stage.dir, "queries.jsonl"))
-  cache = eaas.FeatureCache(op.query_stage.dir, "surrogate", len(op.surrogate), op.cache_key)
+  cache = eaas.FeatureCache(op.query_stage.dir, "surrogate", len(op.surrogate), op.cache_key,
+                           keyed_directory=True)
   aug_service = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
     aug_service = eaas.QueryService(op.target.features_fn, defense=op.defense,
@@ -643,7 +645,8 @@ def _query_aug_data(cfg, images, service, stage_dir, seed, mesh):
     views_u8 = np.clip(np.round(views * 255), 0, 255).astype(np.uint8)  # What is sent to the API.
     cache = eaas.FeatureCache(os.path.join(stage_dir, "query_aug"), f"epoch{epoch:04d}",
                               len(images), {"images": eaas.cache.fingerprint(views_u8),
-                                            "defense": stages.key_of(service.defense.settings)})
+                                            "defense": stages.key_of(service.defense.settings)},
+                              keyed_directory=True)
     answers = eaas.query_with_cache(service, views_u8, cache, cfg.query_batch_size)
     return {**data, "images_aug": parallel.put_replicated(views_u8.astype(np.float32) / 255.0, mesh),
             "target_aug": parallel.put_replicated(answers, mesh)}

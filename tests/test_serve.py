@@ -154,13 +154,13 @@ def test_killed_server_restarted_client_pays_exactly_d(tmp_path):
   real_query = svc.query
   calls = {"n": 0}
 
-  def query_and_kill(images):
+  def query_and_kill(images, **kw):
     calls["n"] += 1
     if calls["n"] == 3:  # SIGKILL the server mid-stage, restart it shortly after.
       proc.send_signal(signal.SIGKILL)
       proc.wait()
       threading.Timer(0.5, lambda: holder.append(start())).start()
-    return real_query(images)
+    return real_query(images, **kw)
   holder = []
   svc.query = query_and_kill
   f = eaas.query_with_cache(svc, x, cache, 8)

@@ -8,6 +8,13 @@ overwritten) is detected row by row: the damaged rows are re-queried, and only t
 
 The cache is keyed: the images' fingerprint, the target's content fingerprint and the
 defense the provider applied. Answers paid under one key are never read under another.
+
+Paid answers are never dropped silently. The service's query log names, per request, the
+cache and rows it paid for; so when the row record or the cache's metadata is lost, the
+answered rows are rebuilt from the log (the metadata only where the directory itself is
+keyed, as a query stage's is). Each batch's answers are journaled (``<name>.pending.npz``)
+before the request is logged as paid and cleared once stored, so a kill between paying and
+storing is recovered on the next run instead of paid twice.
 """
 
 import hashlib
@@ -28,6 +35,14 @@ def fingerprint(images: np.ndarray) -> str:
   return h.hexdigest()[:16]
 
 
+def _read_header(f):
+  """(shape, fortran_order, dtype) of an open ``.npy`` file, left at its data."""
+  version = np.lib.format.read_magic(f)
+  if version == (1, 0):
+    return np.lib.format.read_array_header_1_0(f)
+  return np.lib.format.read_array_header_2_0(f)
+
+
 def row_checksums(rows: np.ndarray) -> np.ndarray:
   """One non-zero uint64 checksum per row (0 is reserved for 'not answered')."""
   rows = np.ascontiguousarray(rows, np.float32)
@@ -41,7 +56,12 @@ def _describe(key: dict) -> str:
   return ", ".join(f"{k}={v}" for k, v in sorted(key.items()))
 
 
-def _ranges(indices: np.ndarray) -> str:
+def format_rows(indices) -> str:
+  """'0-4, 9' for [0,1,2,3,4,9] (every range; ``service.parse_rows`` reads it back)."""
+  return _ranges(np.asarray(indices), limit=None)
+
+
+def _ranges(indices: np.ndarray, limit: int | None = 8) -> str:
   """'0-4, 9' for [0,1,2,3,4,9]."""
   parts, start = [], None
   for i, x in enumerate(indices):
@@ -50,7 +70,9 @@ def _ranges(indices: np.ndarray) -> str:
     if i + 1 == len(indices) or indices[i + 1] != x + 1:
       parts.append(f"{start}" if start == x else f"{start}-{x}")
       start = None
-  return ", ".join(parts[:8]) + (" ..." if len(parts) > 8 else "")
+  if limit is None:
+    return ", ".join(parts)
+  return ", ".join(parts[:limit]) + (" ..." if len(parts) > limit else "")
 
 
 class FeatureCache:
@@ -58,12 +80,19 @@ class FeatureCache:
 
   ``key``: a dict naming what the answers depend on (``images`` fingerprint, ``target``
   fingerprint, ``defense``); a string is taken as the images' fingerprint alone.
+  ``keyed_directory``: ``directory`` itself is keyed by what ``key`` says (a stage
+  directory), so lost metadata can be rebuilt with ``key``; elsewhere it is an error.
   """
 
-  def __init__(self, directory: str, name: str, num_examples: int, key):
+  def __init__(self, directory: str, name: str, num_examples: int, key,
+               keyed_directory: bool = False):
     from stolen_jax import parallel
     self.base = os.path.join(directory, name)
+    self.name = name
     self.num_examples = num_examples
+    self.keyed_directory = keyed_directory
+    self.rows_lost = False  # The row record was missing or unreadable: rebuild from the log.
+    self._lost_features = None
     self.key = {"images": key} if isinstance(key, str) else dict(key)
     self._features = None
     self.feature_dim = None
@@ -77,6 +106,11 @@ class FeatureCache:
         error = str(e)
     if parallel.agree(error):
       raise DataError(parallel.agree(error))
+    self._agree()
+
+  def _agree(self):
+    """Every process takes process 0's view of the cache (dimension, answered rows)."""
+    from stolen_jax import parallel
     if parallel.multiprocess():
       self.feature_dim = parallel.agree(self.feature_dim)
       # Checksums as two uint32 halves (broadcasts carry 32-bit integers without x64).
@@ -84,17 +118,62 @@ class FeatureCache:
       hi = parallel.agree((self.checksums >> np.uint64(32)).astype(np.uint32))
       self.checksums = (hi.astype(np.uint64) << np.uint64(32)) | lo.astype(np.uint64)
 
+  def _features_header(self):
+    """(rows, dim) of an existing features file, or None."""
+    path = self.base + ".features.npy"
+    try:
+      with open(path, "rb") as f:
+        shape, _, _ = _read_header(f)
+      return tuple(shape) if len(shape) == 2 else None
+    except Exception:
+      return None
+
+  def _rebuild_meta(self, why: str):
+    """Lost or damaged metadata beside a features file: rebuilt where the directory is keyed
+    (so the key is this run's), else an error before anything is paid again."""
+    header = self._features_header()
+    features_path = self.base + ".features.npy"
+    if header is None:
+      logging.warning("query cache %s: its record is %s and no answers are stored; starting "
+                      "it afresh", self.base + ".json", why)
+      return False
+    if not self.keyed_directory or header[0] != self.num_examples:
+      raise DataError(
+          f"query cache {self.base}: its record ({self.base}.json) is {why}, so the answers in "
+          f"{features_path} cannot be matched to this run's target, images and defense. Restore "
+          f"the record, or move {features_path} aside to query (and pay for) them again")
+    logging.warning("query cache %s: its record is %s; rebuilt from this stage's key (the "
+                    "directory is keyed by it) and the features file (dim %d)", self.base, why,
+                    header[1])
+    self.feature_dim = int(header[1])
+    self._write_meta()
+    return True
+
+  def _write_meta(self):
+    tmp = self.base + ".json.tmp"
+    with open(tmp, "w") as f:
+      json.dump({"key": self.key, "num_examples": self.num_examples,
+                 "feature_dim": self.feature_dim}, f)
+    os.replace(tmp, self.base + ".json")
+
   def _open(self, directory: str):
     os.makedirs(directory, exist_ok=True)
     meta_path = self.base + ".json"
+    if not os.path.exists(meta_path):
+      if os.path.exists(self.base + ".features.npy") and self._rebuild_meta("missing"):
+        self._open_existing()
+      return
     if os.path.exists(meta_path):
       try:
         with open(meta_path) as f:
           meta = json.load(f)
+        if not isinstance(meta, dict) or "num_examples" not in meta or "feature_dim" not in meta:
+          raise ValueError("incomplete")
       except ValueError:
         meta = None
       if meta is None:
-        logging.warning("query cache %s: its record is damaged; starting it afresh", meta_path)
+        if self._rebuild_meta("damaged"):
+          self._open_existing()
         return
       old_key = meta.get("key", {"images": meta.get("fingerprint")})
       if old_key != self.key or meta["num_examples"] != self.num_examples:
@@ -112,28 +191,21 @@ class FeatureCache:
     path = self.base + ".features.npy"
     rows_path = self.base + ".rows.npy"
     stored = np.zeros(self.num_examples, np.uint64)
-    if os.path.exists(rows_path):
+    if not os.path.exists(rows_path):
+      self.rows_lost = True
+    else:
       try:
         stored = np.load(rows_path)
         if stored.shape != (self.num_examples,):
           raise ValueError(f"shape {stored.shape}")
       except Exception as e:
-        logging.warning("query cache %s: row record unreadable (%s); every row is re-checked "
-                        "as unanswered", rows_path, e)
+        logging.warning("query cache %s: row record unreadable (%s); the answered rows will be "
+                        "rebuilt from the query log", rows_path, e)
         stored = np.zeros(self.num_examples, np.uint64)
-    features = np.zeros((self.num_examples, self.feature_dim), np.float32)
-    if os.path.exists(path):
-      with open(path, "rb") as f:
-        try:
-          np.lib.format.read_magic(f)
-          np.lib.format.read_array_header_1_0(f)
-          data = f.read()
-        except Exception:
-          data = b""
-      row_bytes = 4 * self.feature_dim
-      intact = min(len(data) // row_bytes, self.num_examples)
-      features[:intact] = np.frombuffer(data[:intact * row_bytes], np.float32).reshape(
-          intact, self.feature_dim)
+        self.rows_lost = True
+    features = self._read_features(path)
+    if self.rows_lost:  # Kept as they are until the log says which rows were paid.
+      self._lost_features = features
     answered_before = stored != 0
     actual = row_checksums(features)
     ok = answered_before & (actual == stored)
@@ -146,12 +218,96 @@ class FeatureCache:
     # Rewrite the file whole at its full size, so later row writes land in a sound file.
     self._features = np.lib.format.open_memmap(path + ".tmp.npy", mode="w+", dtype=np.float32,
                                                shape=(self.num_examples, self.feature_dim))
-    self._features[:] = np.where(ok[:, None], features, 0)
+    # With the row record lost, the bytes are kept as they are until ``reconcile`` learns
+    # from the query log which rows were paid (a crash before then loses nothing).
+    self._features[:] = features if self.rows_lost else np.where(ok[:, None], features, 0)
     self._features.flush()
     del self._features
     os.replace(path + ".tmp.npy", path)
     self._features = np.load(path, mmap_mode="r+")
-    self._save_rows()
+    if not self.rows_lost:
+      self._save_rows()
+
+  def _read_features(self, path: str) -> np.ndarray:
+    """The features file's rows as far as its bytes go (zeros past a truncation)."""
+    features = np.zeros((self.num_examples, self.feature_dim), np.float32)
+    if os.path.exists(path):
+      with open(path, "rb") as f:
+        try:
+          _read_header(f)
+          data = f.read()
+        except Exception:
+          data = b""
+      row_bytes = 4 * self.feature_dim
+      intact = min(len(data) // row_bytes, self.num_examples)
+      features[:intact] = np.frombuffer(data[:intact * row_bytes], np.float32).reshape(
+          intact, self.feature_dim)
+    return features
+
+  # Journal of the batch in flight: written before the request is logged as paid.
+  def _pending_path(self) -> str:
+    return self.base + ".pending.npz"
+
+  def journal(self, tag: str, indices: np.ndarray, answers: np.ndarray) -> None:
+    """Persists a batch's answers (atomically) before its request is logged as paid."""
+    from stolen_jax import parallel
+    if not parallel.is_main():
+      return
+    tmp = self.base + ".pending.tmp.npz"
+    with open(tmp, "wb") as f:
+      np.savez(f, tag=np.asarray(tag), indices=np.asarray(indices, np.int64),
+               answers=np.asarray(answers, np.float32))
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self._pending_path())
+
+  def clear_journal(self) -> None:
+    from stolen_jax import parallel
+    if parallel.is_main() and os.path.exists(self._pending_path()):
+      os.remove(self._pending_path())
+
+  def reconcile(self, log) -> None:
+    """Brings the cache in line with the service's query log (``service.QueryLog``): a
+    journaled batch that the log says was paid is stored (else dropped: it was never paid),
+    and a lost row record is rebuilt from the rows the log says were paid."""
+    from stolen_jax import parallel
+    if parallel.is_main():
+      pending = self._pending_path()
+      if os.path.exists(pending) and log is not None:
+        try:
+          with np.load(pending, allow_pickle=False) as f:
+            tag, idx, answers = str(f["tag"]), f["indices"], f["answers"]
+        except Exception:
+          tag = None
+        if tag is not None and tag in log.tags():
+          logging.warning("query cache %s: the batch paid just before an interruption (%d rows) "
+                          "is stored from its journal, not paid again", self.base, len(idx))
+          self.store(idx, answers)
+        self.clear_journal()
+      if self.rows_lost and self._features is not None:
+        paid = log.rows(self.name) if log is not None else None
+        features = self._lost_features
+        if paid is None:
+          nonzero = int(np.any(features != 0, axis=1).sum())
+          if nonzero:
+            raise DataError(
+                f"query cache {self.base}: its row record ({self.base}.rows.npy) is lost and the "
+                f"query log does not say which rows were paid; {nonzero} rows of "
+                f"{self.base}.features.npy hold answers. Restore the record, or move the "
+                "features file aside to query (and pay for) them again")
+        else:
+          paid = paid[(paid >= 0) & (paid < self.num_examples)]
+          ok = np.zeros(self.num_examples, bool)
+          ok[paid] = np.all(np.isfinite(features[paid]), axis=1)
+          self._features[:] = np.where(ok[:, None], features, 0)
+          self._features.flush()
+          self.checksums = np.where(ok, row_checksums(features), np.uint64(0)).astype(np.uint64)
+          self._save_rows()
+          logging.warning("query cache %s: its row record was lost; %d paid answers recovered "
+                          "from the query log", self.base, int(ok.sum()))
+        self.rows_lost = False
+        self._lost_features = None
+    self._agree()
 
   @property
   def answered(self) -> np.ndarray:
@@ -168,10 +324,7 @@ class FeatureCache:
     self._features = np.lib.format.open_memmap(self.base + ".features.npy", mode="w+",
                                                dtype=np.float32, shape=(self.num_examples, feature_dim))
     self._save_rows()
-    tmp = self.base + ".json.tmp"
-    with open(tmp, "w") as f:
-      json.dump({"key": self.key, "num_examples": self.num_examples, "feature_dim": feature_dim}, f)
-    os.replace(tmp, self.base + ".json")
+    self._write_meta()
 
   def store(self, indices: np.ndarray, answers: np.ndarray) -> None:
     """Persists answers for ``indices`` (features first, then their checksums); in a
@@ -211,9 +364,11 @@ def query_with_cache(service, images: np.ndarray, cache: FeatureCache, batch_siz
   """Answers for every image: cached ones are free, the rest are queried batch by batch and
   stored as they arrive. Returns the (N, D) features.
 
-  The budget is checked for the whole missing set before the first query: a stage that
-  cannot finish pays nothing.
+  The cache is first reconciled with the service's query log (a batch paid just before a
+  crash is stored from its journal; a lost row record is rebuilt). The budget is checked for
+  the whole missing set before the first query: a stage that cannot finish pays nothing.
   """
+  cache.reconcile(getattr(service, "log", None))
   missing = np.flatnonzero(~cache.answered)
   remaining = getattr(service, "remaining", None)
   if len(missing) and remaining is not None and remaining < len(missing):
@@ -227,5 +382,11 @@ def query_with_cache(service, images: np.ndarray, cache: FeatureCache, batch_siz
                  len(images), len(images) - len(missing))
   for start in range(0, len(missing), batch_size):
     idx = missing[start:start + batch_size]
-    cache.store(idx, service.query(images[idx]))
+    tag = hashlib.sha256(f"{cache.name}|{_describe(cache.key)}|{idx.tobytes().hex()}|"
+                         f"{os.urandom(8).hex()}".encode()).hexdigest()[:24]
+    answers = service.query(images[idx], record={"tag": tag, "cache": cache.name,
+                                                 "rows": format_rows(idx)},
+                            journal=lambda a, idx=idx, tag=tag: cache.journal(tag, idx, a))
+    cache.store(idx, answers)
+    cache.clear_journal()
   return cache.features()

@@ -1,10 +1,16 @@
 """The attacker's side of the HTTP API: a query service with retries and idempotency keys.
 
 ``HTTPService`` has the interface of ``QueryService`` (``query``, ``queries_used``,
-``remaining``, ``budget``), so ``query_with_cache`` and the steal use it unchanged. Every
-request carries an idempotency key derived from the cache's key and the batch's content:
-a retry after a timeout or a server crash is answered from the server's ledger at no
-charge, so the attacker pays each image once however often the network fails.
+``remaining``, ``budget``, ``log``), so ``query_with_cache`` and the steal use it unchanged.
+Every request carries an idempotency key derived from the cache's key and the batch's
+content: a retry after a timeout or a server crash is answered from the server's ledger at
+no charge, so the attacker pays each image once however often the network fails.
+
+What the attacker paid is kept in its own query log (``attach_log``), one line per billed
+request, so a steal resumed after a failure reports every query it paid, not only this
+process's; a replayed answer whose request is not in the log (the process died between the
+server's bill and the log line) is logged then, once. Batches larger than the account's
+burst (``/v1/account``) are split.
 """
 
 import hashlib
@@ -14,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from stolen_jax.eaas.service import QueryLog
 from stolen_jax.errors import UserError
 
 
@@ -30,10 +37,17 @@ class HTTPService:
     self._client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {api_key}"})
     self.key_prefix = key_prefix
     self.retries, self.backoff = retries, backoff_s
-    self.queries_used = 0  # Billed to this client in this process.
+    self.queries_used = 0  # Billed to this attacker: its log's total once attached.
     self.replayed = 0
     self.budget = None
     self.defense = None
+    self.log = QueryLog(None)
+    self._burst = None  # Images per request the account's rate allows (None: no limit).
+
+  def attach_log(self, path: str) -> None:
+    """Keeps the paid requests in ``path`` (JSON lines); counts from what it holds."""
+    self.log = QueryLog(path)
+    self.queries_used = self.log.queries
 
   def _request(self, method: str, path: str, **kw):
     import httpx
@@ -82,9 +96,16 @@ class HTTPService:
   def remaining(self) -> Optional[int]:
     return self.account()["remaining"]
 
-  def query(self, images: np.ndarray) -> np.ndarray:
-    """Features of ``images`` (uint8 NHWC) as the API answers them."""
+  def query(self, images: np.ndarray, record: Optional[dict] = None,
+            journal=None) -> np.ndarray:
+    """Features of ``images`` (uint8 NHWC) as the API answers them; ``record`` goes into the
+    query log's line. (``journal`` is not needed: the server's ledger replays a paid batch.)"""
     images = np.ascontiguousarray(images, np.uint8)
+    if self._burst is None:
+      self._burst = self.account().get("burst") or 0
+    if self._burst and len(images) > self._burst:
+      return np.concatenate([self.query(images[i:i + self._burst], record)
+                             for i in range(0, len(images), self._burst)])
     buf = io.BytesIO()
     np.save(buf, images, allow_pickle=False)
     body = buf.getvalue()
@@ -92,11 +113,14 @@ class HTTPService:
     r = self._check(self._request("POST", "/v1/features", content=body,
                                   headers={"Content-Type": "application/x-npy",
                                            "Idempotency-Key": idem}))
-    if r.headers.get("x-replayed") == "1":
+    answers = np.load(io.BytesIO(r.content), allow_pickle=False)
+    if r.headers.get("x-replayed") == "1" and idem in self.log.tags():
       self.replayed += len(images)
-    else:
+    else:  # Billed now, or billed earlier by a process that died before logging it.
       self.queries_used += len(images)
-    return np.load(io.BytesIO(r.content), allow_pickle=False)
+      self.log.append(len(images), **{**(record or {}), "tag": idem,
+                                      "replayed": r.headers.get("x-replayed") == "1"})
+    return answers
 
   def close(self):
     self._client.close()

@@ -12,8 +12,10 @@ Endpoints (the OpenAPI page at ``/docs`` documents them):
 * ``GET /healthz`` — liveness.
 
 Errors are JSON ``{"error": ...}`` and bill nothing: 400 a body that is not an ``.npy``
-array, 401 unknown key, 403 revoked key, 402 over budget, 413 body or batch too large, 422
-wrong dtype/shape/size, 429 over the account's rate (with ``Retry-After``).
+array (or no Idempotency-Key), 401 unknown key, 403 revoked key, 402 over budget, 409 an
+Idempotency-Key reused for other images, 413 body, batch, declared pixels or the account's
+burst too large, 422 wrong dtype/shape/size, 429 over the account's rate (``Retry-After``).
+The limits and why they are checked before decoding: ``eaas.upload``.
 
 Concurrent requests are merged by a batcher thread for up to ``batch_window_ms`` so the
 device sees large batches; ``batch_window_ms=0`` answers each request on its own.
@@ -21,6 +23,7 @@ device sees large batches; ``batch_window_ms=0`` answers each request on its own
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import io
 import math
 import queue
@@ -30,36 +33,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from stolen_jax.eaas.ledger import Ledger, LedgerError
+from stolen_jax.eaas import upload
+from stolen_jax.eaas.ledger import Ledger, LedgerError, burst_capacity
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
   buf = io.BytesIO()
   np.save(buf, np.asarray(array), allow_pickle=False)
   return buf.getvalue()
-
-
-class RateLimiter:
-  """A token bucket per account: ``rate`` images per second, bursts up to one second's."""
-
-  def __init__(self):
-    self._buckets: dict = {}
-    self._lock = threading.Lock()
-
-  def take(self, key: str, rate: float, count: int) -> float:
-    """0 if ``count`` images may pass now (and takes them), else seconds to wait."""
-    if rate <= 0:
-      return 0.0
-    now = time.monotonic()
-    capacity = max(rate, float(count))
-    with self._lock:
-      tokens, last = self._buckets.get(key, (capacity, now))
-      tokens = min(capacity, tokens + (now - last) * rate)
-      if tokens >= count:
-        self._buckets[key] = (tokens - count, now)
-        return 0.0
-      self._buckets[key] = (tokens, now)
-      return (count - tokens) / rate
 
 
 class Batcher:
@@ -105,56 +86,94 @@ class Batcher:
           fut.set_exception(e)
 
 
-async def _decode_files(request, image_size: int):
-  """PNG/JPEG files of a multipart form -> uint8 (N, S, S, 3), or why not (a string).
-  Each image is converted to RGB and resized to the served size, as the data sources do."""
-  from PIL import Image
-  form = await request.form()
-  files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-  if not files:
-    return "the multipart form holds no files"
-  out = []
-  for f in files:
-    data = await f.read()
-    try:
-      with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")
-        if im.size != (image_size, image_size):
-          im = im.resize((image_size, image_size), Image.BILINEAR)
-        out.append(np.asarray(im, np.uint8))
-    except Exception:
-      return f"file {getattr(f, 'filename', '?')!r} is not a decodable image"
-  return np.stack(out)
+_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}},
+                 "required": ["error"]}
+
+
+def _error_doc(description: str, headers: Optional[dict] = None) -> dict:
+  doc = {"description": description,
+         "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+  if headers:
+    doc["headers"] = headers
+  return doc
+
+
+# The OpenAPI description of POST /v1/features: its bodies and every status it answers, so
+# generated clients and schema fuzzers (tests/test_api_fuzz.py) know the contract.
+FEATURES_OPENAPI = {
+    "requestBody": {"required": True, "content": {
+        "application/x-npy": {"schema": {"type": "string", "format": "binary"},
+                              "description": "np.save of a uint8 (N, S, S, 3) batch"},
+        "multipart/form-data": {"schema": {
+            "type": "object", "properties": {"files": {
+                "type": "array", "items": {"type": "string", "format": "binary"}}}},
+            "description": "PNG/JPEG files (any field names), converted to RGB and resized"},
+    }},
+}
+FEATURES_RESPONSES = {
+    200: {"description": "Features, float32 (N, D); billed one query per image unless "
+                         "X-Replayed is 1",
+          "headers": {"X-Replayed": {"description": "1: an earlier request's recorded answer "
+                                                    "(free); 0: billed now",
+                                     "schema": {"type": "string", "enum": ["0", "1"]}}},
+          "content": {"application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+                      "application/json": {"schema": {
+                          "type": "object", "properties": {"features": {
+                              "type": "array", "items": {"type": "array",
+                                                         "items": {"type": "number"}}}}}}}},
+    400: _error_doc("Missing Idempotency-Key, or a body that is not a .npy array / a form"),
+    401: _error_doc("Missing or unknown API key"),
+    402: _error_doc("The batch would pass the account's budget"),
+    403: _error_doc("Revoked API key"),
+    409: _error_doc("The Idempotency-Key was used before for other images"),
+    413: _error_doc("Body, batch, pixels, or the account's burst exceeded"),
+    422: _error_doc("Wrong dtype, shape or size, an empty batch, an undecodable file"),
+    429: _error_doc("Over the account's rate", headers={"Retry-After": {
+        "description": "seconds to wait", "schema": {"type": "integer"}}}),
+}
+_AUTH_RESPONSES = {401: _error_doc("Missing or unknown API key"),
+                   403: _error_doc("Revoked API key")}
 
 
 def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
              image_size: int, feature_dim: int, model_info: Optional[dict] = None,
              defense=None, batch_window_ms: float = 5.0, max_batch: int = 1024,
-             max_body_bytes: int = 64 << 20, json_max_images: int = 64, b4b=None):
+             max_body_bytes: int = 64 << 20, json_max_images: int = 64, b4b=None,
+             max_image_pixels: int = 4096 * 4096, max_request_pixels: int = 2 * 4096 * 4096,
+             burst_s: float = 1.0, max_concurrent_decodes: int = 2):
   """The FastAPI application serving ``features_fn`` (uint8 NHWC -> true features) through
   ``defense`` (features, images) -> answers, metered by ``ledger``; ``b4b`` (an
-  ``eaas.b4b.B4B``) adds per-account noise that grows with the account's coverage."""
-  from fastapi import FastAPI, Request
+  ``eaas.b4b.B4B``) adds per-account noise that grows with the account's coverage.
+  Limits (``eaas.upload``): body bytes, images per request, declared pixels per image and
+  per request; an account limited to r images/s may send at most ``r * burst_s`` images at
+  once (its bucket persists in the ledger)."""
+  from fastapi import FastAPI, Header, Request, Security
   from fastapi.responses import JSONResponse, Response
+  from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+  from starlette.concurrency import run_in_threadpool
+
+  limits = upload.Limits(max_body_bytes=max_body_bytes, max_batch=max_batch,
+                         max_image_pixels=max_image_pixels, max_request_pixels=max_request_pixels)
+  decode_slots = asyncio.Semaphore(max_concurrent_decodes)  # Bounds decoding memory.
 
   def answer(images: np.ndarray) -> np.ndarray:
     f = np.asarray(features_fn(images), np.float32)
     return np.asarray(defense(f, images) if defense is not None else f, np.float32)
 
   batcher = Batcher(answer, batch_window_ms, max_batch) if batch_window_ms > 0 else None
-  limiter = RateLimiter()
-  info = {"feature_dim": feature_dim, "image_size": image_size, **(model_info or {})}
+  info = {"feature_dim": feature_dim, "image_size": image_size, **(model_info or {}),
+          "limits": {**dataclasses.asdict(limits), "burst_s": burst_s}}
   app = FastAPI(title="stolen_jax encoder API",
                 description="A metered encoder-as-a-service API (StolenEncoder's threat model).")
   app.state.batcher = batcher
   app.state.ledger = ledger
+  bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer sk-...")
 
   def error(status: int, message: str, headers=None):
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-  def api_key(request: Request) -> Optional[str]:
-    auth = request.headers.get("authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+  def key_of(credentials: Optional[HTTPAuthorizationCredentials]) -> Optional[str]:
+    return credentials.credentials.strip() if credentials is not None else None
 
   @app.get("/healthz")
   def healthz():
@@ -164,78 +183,68 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
   def model():
     return info
 
-  @app.get("/v1/account")
-  def account(request: Request):
+  @app.get("/v1/account", responses=_AUTH_RESPONSES)
+  def account(credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)):
     try:
-      a = ledger.authenticate(api_key(request))
+      a = ledger.authenticate(key_of(credentials))
     except LedgerError as e:
       return error(e.status, str(e))
     out = a.public()
+    out["burst"] = burst_capacity(a.rate_per_s, burst_s) if a.rate_per_s > 0 else None
     if b4b is not None:
       out["b4b_coverage"] = b4b.coverage(a.key_hash)
     return out
 
-  @app.post("/v1/features")
-  async def query(request: Request):
+  async def decode(request: Request, body: bytes) -> np.ndarray:
+    if upload.decoder_kind(request.headers.get("content-type")) == "npy":
+      return upload.decode_npy(body)
+    files = await upload.form_files(request, body, limits)
+    async with decode_slots:
+      return await run_in_threadpool(upload.decode_files, files, image_size, limits)
+
+  @app.post("/v1/features", openapi_extra=FEATURES_OPENAPI, responses=FEATURES_RESPONSES)
+  async def query(request: Request,
+                  credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer),
+                  idempotency_key: Optional[str] = Header(
+                      None, alias="Idempotency-Key",
+                      description="Names this batch: a retry with the same key and images is "
+                                  "answered from the record, free (required)"),
+                  accept: Optional[str] = Header(
+                      None, description="application/json for a JSON answer (small batches)")):
     try:
-      account = ledger.authenticate(api_key(request))
-    except LedgerError as e:
-      return error(e.status, str(e))
-    idem = request.headers.get("idempotency-key")
-    if not idem:
-      return error(400, "missing Idempotency-Key header (derive it from the batch's content)")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_body_bytes:
-      return error(413, f"body of {length} bytes exceeds {max_body_bytes}")
-    body = await request.body()
-    if len(body) > max_body_bytes:
-      return error(413, f"body of {len(body)} bytes exceeds {max_body_bytes}")
-    wants_json = "application/json" in request.headers.get("accept", "")
-    recorded = ledger.recorded(account, idem)
-    if recorded is not None:  # A retry: the recorded answer, at no charge.
-      return _respond(recorded, wants_json, replay=True)
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-      images = await _decode_files(request, image_size)
-      if isinstance(images, str):
-        return error(422, images)
-    else:
-      try:
-        images = np.load(io.BytesIO(body), allow_pickle=False)
-      except Exception:
-        return error(400, "the body is not a .npy array (send np.save of a uint8 NHWC batch, "
-                          "or PNG/JPEG files as multipart/form-data)")
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
-      return error(422, f"expected uint8 images of shape (N, {image_size}, {image_size}, 3), got "
-                        f"{images.dtype} {images.shape}")
-    n = len(images)
-    if n == 0:
-      return error(422, "empty batch")
-    if n > max_batch:
-      return error(413, f"{n} images exceed the batch limit of {max_batch}")
-    if wants_json and n > json_max_images:
-      return error(422, f"JSON answers are for at most {json_max_images} images; ask for "
-                        "application/x-npy")
-    try:
+      account = ledger.authenticate(key_of(credentials))
+      if not idempotency_key:
+        raise upload.Rejected(400, "missing Idempotency-Key header (derive it from the "
+                                   "batch's content)")
+      body = await upload.read_body(request, limits.max_body_bytes)
+      images = upload.check_batch(await decode(request, body), image_size, limits)
+      n = len(images)
+      wants_json = "application/json" in (accept or "")
+      if wants_json and n > json_max_images:
+        raise upload.Rejected(422, f"JSON answers are for at most {json_max_images} images; "
+                                   "ask for application/x-npy")
+      fingerprint = upload.images_fingerprint(images)
+      recorded = ledger.recorded(account, idempotency_key, fingerprint)
+      if recorded is not None:  # A retry: the recorded answer, at no charge.
+        return _respond(recorded, wants_json, replay=True)
       ledger.check_budget(account, n)
-    except LedgerError as e:
+      wait = ledger.take_tokens(account, n, burst_s)
+    except (LedgerError, upload.Rejected) as e:
       return error(e.status, str(e))
-    wait = limiter.take(account.key_hash, account.rate_per_s, n)
     if wait > 0:
       return error(429, f"over the rate of {account.rate_per_s:g} images/s; retry in {wait:.2f} s",
                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
     if batcher is not None:
       features = await asyncio.wrap_future(batcher.submit(images))
     else:
-      from starlette.concurrency import run_in_threadpool
       features = await run_in_threadpool(answer, images)
     if b4b is not None:
       features = b4b(account.key_hash, features, images)
     try:
-      sent = ledger.bill(account, idem, n, npy_bytes(features))
+      sent, replayed = ledger.bill(account, idempotency_key, n, npy_bytes(features), fingerprint)
     except LedgerError as e:
       return error(e.status, str(e))
-    return _respond(sent, wants_json, replay=False)
+    return _respond(sent, wants_json, replay=replayed)
 
   def _respond(npy: bytes, wants_json: bool, replay: bool):
     headers = {"X-Replayed": "1" if replay else "0"}

@@ -24,21 +24,22 @@ def identity_defense(features: np.ndarray, images: np.ndarray = None) -> np.ndar
   return features
 
 
-def read_query_log(path: str, repair: bool = False) -> tuple[int, int]:
-  """(queries, requests) recorded in a JSON-lines query log. A last line cut short by a
-  crash is not counted (with a warning) and, with ``repair``, cut off the file so later
-  lines start clean; damage anywhere else is an error."""
+def _log_entries(path: str, repair: bool = False) -> list[dict]:
+  """The entries of a JSON-lines query log. A last line cut short by a crash is not counted
+  (with a warning) and, with ``repair``, cut off the file so later lines start clean;
+  damage anywhere else is an error that says how to go on."""
   with open(path, "rb") as f:
     data = f.read()
-  queries = requests = 0
+  entries = []
   offset = 0
   lines = data.split(b"\n")
   for i, line in enumerate(lines):
     end = offset + len(line) + 1
     if line.strip():
       try:
-        queries += int(json.loads(line)["count"])
-        requests += 1
+        entry = json.loads(line)
+        int(entry["count"])
+        entries.append(entry)
       except (ValueError, KeyError, TypeError):
         if i == len(lines) - 1 or (i == len(lines) - 2 and not lines[-1].strip()):
           logging.warning("query log %s: its last line is incomplete (a crash while writing); "
@@ -47,9 +48,71 @@ def read_query_log(path: str, repair: bool = False) -> tuple[int, int]:
             with open(path, "r+b") as f:
               f.truncate(offset)
           break
-        raise UserError(f"query log {path} is damaged at line {i + 1}: {line[:80]!r}") from None
+        raise UserError(
+            f"query log {path} is damaged at line {i + 1}: {line[:80]!r}. The log is the record "
+            "of what was paid. To go on, restore that line (each line is a JSON object with "
+            "'count', the queries of one request) or delete it (its queries are then missing "
+            "from the total); the paid answers themselves are kept in the cache beside it") from None
     offset = end
-  return queries, requests
+  return entries
+
+
+def read_query_log(path: str, repair: bool = False) -> tuple[int, int]:
+  """(queries, requests) recorded in a JSON-lines query log (see ``_log_entries``)."""
+  entries = _log_entries(path, repair)
+  return sum(int(e["count"]) for e in entries), len(entries)
+
+
+def parse_rows(text: str) -> np.ndarray:
+  """'0-4, 9' -> [0, 1, 2, 3, 4, 9] (the inverse of ``cache.format_rows``)."""
+  out = []
+  for part in str(text).split(","):
+    part = part.strip()
+    if not part:
+      continue
+    lo, _, hi = part.partition("-")
+    out.extend(range(int(lo), int(hi or lo) + 1))
+  return np.asarray(out, np.int64)
+
+
+class QueryLog:
+  """An append-only JSON-lines record of paid requests: one line per request with its
+  ``count`` and a running ``total``, plus what the caller attaches (``tag``: which batch;
+  ``cache`` and ``rows``: where its answers go), so a lost cache record can be rebuilt and a
+  batch paid just before a crash is recognised."""
+
+  def __init__(self, path: Optional[str]):
+    from stolen_jax import parallel
+    self.path = path if parallel.is_main() else None  # Process 0 keeps the log.
+    self.entries: list[dict] = []
+    if self.path:
+      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+      if os.path.exists(self.path):
+        self.entries = _log_entries(self.path, repair=True)
+
+  @property
+  def queries(self) -> int:
+    return sum(int(e["count"]) for e in self.entries)
+
+  def tags(self) -> set:
+    return {e["tag"] for e in self.entries if e.get("tag")}
+
+  def rows(self, cache: str) -> Optional[np.ndarray]:
+    """Rows of ``cache`` whose answers were paid, by the log; None when the log has no row
+    records for it (an old log)."""
+    mine = [e for e in self.entries if e.get("cache") == cache and "rows" in e]
+    if not mine:
+      return None
+    return np.unique(np.concatenate([parse_rows(e["rows"]) for e in mine]))
+
+  def append(self, count: int, **fields) -> None:
+    entry = {"count": int(count), "total": self.queries + int(count), "time": time.time(), **fields}
+    self.entries.append(entry)
+    if self.path:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())  # The bill is on disk before the answers are used.
 
 
 class QueryService:
@@ -69,22 +132,21 @@ class QueryService:
     self.budget = budget
     self.defense = defense
     self.log_path = log_path
-    self.queries_used = 0
-    self.requests = 0
     from stolen_jax import parallel
-    self._main = parallel.is_main()  # In a multi-process job process 0 keeps the log.
-    if log_path and self._main:
-      os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-      if os.path.exists(log_path):
-        self.queries_used, self.requests = read_query_log(log_path, repair=True)
-    self.queries_used, self.requests = parallel.agree([self.queries_used, self.requests])
+    self.log = QueryLog(log_path)
+    self.queries_used, self.requests = parallel.agree([self.log.queries, len(self.log.entries)])
 
   @property
   def remaining(self) -> Optional[int]:
     return None if self.budget is None else self.budget - self.queries_used
 
-  def query(self, images: np.ndarray) -> np.ndarray:
-    """Features of ``images`` (uint8, N x H x W x 3) as the API answers them; costs N queries."""
+  def query(self, images: np.ndarray, record: Optional[dict] = None,
+            journal: Optional[Callable[[np.ndarray], None]] = None) -> np.ndarray:
+    """Features of ``images`` (uint8, N x H x W x 3) as the API answers them; costs N queries.
+
+    ``record`` is written into the request's log line; ``journal(answers)`` is called after
+    the answers exist and before the request is logged as paid, so a caller can persist them
+    first and a crash between paying and storing loses nothing."""
     n = len(images)
     if self.budget is not None and self.queries_used + n > self.budget:
       raise QueryBudgetExceeded(
@@ -93,10 +155,9 @@ class QueryService:
     t0 = time.perf_counter()
     answers = np.asarray(self.defense(np.asarray(self._features_fn(images), np.float32), images),
                          np.float32)
+    if journal is not None:
+      journal(answers)
     self.queries_used += n
     self.requests += 1
-    if self.log_path and self._main:
-      with open(self.log_path, "a") as f:
-        f.write(json.dumps({"count": n, "total": self.queries_used, "time": time.time(),
-                            "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
+    self.log.append(n, seconds=round(time.perf_counter() - t0, 4), **(record or {}))
     return answers
