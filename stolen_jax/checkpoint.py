@@ -45,21 +45,64 @@ def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options)
 
 
+def _is_disk_full(e: Exception) -> bool:
+  """Orbax reports a full disk as OSError(ENOSPC) or as ValueError('RESOURCE_EXHAUSTED ...')."""
+  text = str(e)
+  return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or any(
+      s in text for s in ("RESOURCE_EXHAUSTED", "No space left on device"))
+
+
+def _save_error(mngr, step, e: Exception) -> CheckpointError:
+  _clear_interrupted_saves(str(mngr.directory))
+  if _is_disk_full(e):
+    return CheckpointError(f"disk full while saving the checkpoint of step {step} in "
+                           f"{mngr.directory}; free space and rerun (it resumes from the last "
+                           "complete checkpoint)")
+  return CheckpointError(f"cannot save the checkpoint of step {step} in {mngr.directory}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, wait: bool = False) -> None:
-  """Saves ``state`` and ``meta`` at ``step`` (asynchronously unless ``wait``)."""
+  """Saves ``state`` and ``meta`` at ``step`` (asynchronously unless ``wait``). A failed
+  save (a full disk, whatever Orbax raises for it) is one ``CheckpointError`` and leaves no
+  unfinished checkpoint behind."""
   try:
     mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                   meta=ocp.args.JsonSave(meta)), force=True)
     if wait:
       mngr.wait_until_finished()
-  except OSError as e:
-    _clear_interrupted_saves(str(mngr.directory))
-    if e.errno == errno.ENOSPC:
-      raise CheckpointError(f"disk full while saving the checkpoint of step {step} in "
-                            f"{mngr.directory}; free space and rerun (it resumes from the last "
-                            "complete checkpoint)") from None
-    raise CheckpointError(f"cannot save the checkpoint of step {step} in {mngr.directory}: "
-                          f"{e}") from None
+  except Exception as e:  # noqa: BLE001  (mapped to one clear error; nothing is lost)
+    raise _save_error(mngr, step, e) from None
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+  """Waits for pending asynchronous saves, mapping their failure as ``save`` does."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # noqa: BLE001
+    raise _save_error(mngr, mngr.latest_step(), e) from None
+
+
+def step_unreadable(path: str, step: int) -> Optional[str]:
+  """Why the checkpoint of ``step`` under ``path`` cannot be restored (missing, damaged),
+  or None when it restores: a finished stage is only finished while its final checkpoint
+  is intact."""
+  try:
+    directory, steps = _resolve(path)
+  except CheckpointError as e:
+    return str(e)
+  if step not in steps:
+    return f"its final checkpoint (step {step}) is missing from {directory}"
+  mngr = ocp.CheckpointManager(directory)
+  try:
+    mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                               meta=ocp.args.JsonRestore()))
+  except Exception as e:  # noqa: BLE001
+    return (f"its final checkpoint (step {step}) in {directory} cannot be read "
+            f"({type(e).__name__})")
+  finally:
+    mngr.close()
+  return None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Optional[Any]:

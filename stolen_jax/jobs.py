@@ -92,7 +92,14 @@ def validate(config) -> None:
   if config.get("steal") is not None and _uses(config, "steal"):
     from stolen_jax import steal
     steal.validate_settings(config.steal)
-    defend.validate(config.get("defense"))
+    feature_dim = None
+    if not config.steal.target and config.get("pretrain") is not None:
+      # The target is pre-trained here: its feature dimension is known now, so a defense
+      # that cannot apply to it (top-k with k > dim) fails before pretraining, not after.
+      p = config.pretrain
+      choose("pretrain.arch", p.arch, models.names())
+      feature_dim = models.get(p.arch, width=p.width).feature_dim
+    defend.validate(config.get("defense"), feature_dim)
     if config.job == "pipeline" and steal.is_remote(config.steal.target):
       from stolen_jax.errors import ConfigError
       raise ConfigError("the pipeline probes the target itself, so it needs a checkpoint; "

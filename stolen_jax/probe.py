@@ -22,7 +22,7 @@ from absl import logging
 
 from stolen_jax import features, losses, metrics, optim, parallel, stages, train_lib
 from stolen_jax.data import sources
-from stolen_jax.errors import ConfigError
+from stolen_jax.errors import ConfigError, DataError
 
 
 class MLPClassifier(nn.Module):
@@ -97,6 +97,15 @@ def load_downstream(spec: str, cfg, seed: int):
   test = sources.load(spec, cfg.test_split, num_examples=cfg.num_test, **kw)
   if train.labels is None or test.labels is None:
     raise ConfigError(f"downstream dataset {spec} has no labels")
+  unseen = np.setdiff1d(np.unique(test.labels), np.unique(train.labels))
+  if len(unseen):
+    # A class the classifier never saw cannot be predicted: the accuracy would mislead.
+    count = int(np.isin(test.labels, unseen).sum())
+    raise DataError(
+        f"downstream dataset {spec}: {count} of {len(test)} test images ({cfg.test_split}) have "
+        f"labels that no training image ({cfg.train_split}) has: {unseen[:10].tolist()}"
+        f"{' ...' if len(unseen) > 10 else ''}. Use splits that share their classes (a larger "
+        "probe.num_train, or other splits)")
   return train, test
 
 

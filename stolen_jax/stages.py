@@ -109,6 +109,12 @@ def read_json(path: str) -> Optional[Any]:
     return None
 
 
+# Summary fields that hold paths. Paths inside the workdir are stored relative to it and
+# resolved against the workdir they are read from, so a workdir can be copied or moved
+# (to a bucket, another machine) and still reads its own stages, never the original's.
+PATH_FIELDS = ("stage_dir", "query_stage", "stack_dir", "target")
+
+
 @dataclasses.dataclass
 class Stage:
   """One keyed stage directory."""
@@ -116,6 +122,30 @@ class Stage:
   key: str
   dir: str
   record: dict  # {"settings": ..., "upstream": ...}
+  workdir: str = ""
+
+  def _relative_paths(self, summary: dict) -> dict:
+    root = os.path.abspath(self.workdir or os.path.dirname(os.path.dirname(self.dir)))
+    out = dict(summary)
+    for k in PATH_FIELDS:
+      v = out.get(k)
+      if isinstance(v, str) and os.path.isabs(v):
+        rel = os.path.relpath(v, root)
+        if rel != ".." and not rel.startswith(".." + os.sep):
+          out[k] = rel
+    return out
+
+  def _resolve_paths(self, summary: Optional[dict]) -> Optional[dict]:
+    if summary is None:
+      return None
+    root = self.workdir or os.path.dirname(os.path.dirname(self.dir))
+    out = dict(summary)
+    for k in PATH_FIELDS:
+      v = out.get(k)
+      if isinstance(v, str) and v and not os.path.isabs(v) and "://" not in v:
+        out[k] = os.path.join(root, v)
+    out["stage_dir"] = self.dir  # Wherever the workdir is now.
+    return out
 
   def completed(self) -> Optional[dict]:
     """The stage's summary if it finished (``complete`` true in ``summary.json``), else None
@@ -124,12 +154,25 @@ class Stage:
     summary = read_json(os.path.join(self.dir, "summary.json"))
     if not (isinstance(summary, dict) and summary.get("complete")):
       summary = None
-    return parallel.agree(summary)
+    summary = parallel.agree(summary)
+    checkpoints = os.path.join(self.dir, "checkpoints")
+    if summary is not None and summary.get("final_step") and os.path.isdir(checkpoints):
+      from stolen_jax import checkpoint
+      why = parallel.agree(checkpoint.step_unreadable(checkpoints, int(summary["final_step"])))
+      if why:
+        # Never report a stage as finished from an earlier checkpoint: it trains again,
+        # resuming from the newest intact checkpoint (the damaged one is set aside).
+        logging.warning("%s stage %s was finished but %s; it is trained again from its newest "
+                        "intact checkpoint", self.name, self.dir, why)
+        self.write_summary({**summary, "complete": False, "reopened": why})
+        return None
+    return self._resolve_paths(summary)
 
   def write_summary(self, summary: dict) -> dict:
     """Writes ``summary.json`` atomically, tagged with the stage's key; returns it."""
     summary = {**summary, "stage_key": self.key}
-    write_json_atomic(os.path.join(self.dir, "summary.json"), summary, indent=2)
+    write_json_atomic(os.path.join(self.dir, "summary.json"), self._relative_paths(summary),
+                      indent=2)
     return summary
 
 
@@ -178,7 +221,7 @@ def open_stage(workdir: str, name: str, settings: dict, upstream: Optional[dict]
       write_json_atomic(path, {"stage": name, "key": key, **record}, indent=2)
     except (NotADirectoryError, FileExistsError, PermissionError) as e:
       raise UserError(f"cannot create the stage directory {directory}: {e}") from None
-  return Stage(name, key, directory, record)
+  return Stage(name, key, directory, record, workdir)
 
 
 def find_stage_dirs(root: str) -> list[str]:

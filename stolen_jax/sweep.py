@@ -240,6 +240,9 @@ def run(config, workdir: str) -> dict:
                          f"{elapsed / computed * left:.0f} s")
     else:
       console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label}")
+      # The cell's key says its stages' settings are this cell's, but the record may come
+      # from another sweep over other axes: this sweep's names for the cell are used.
+      record = {**record, "overrides": overrides, "seed": seed}
     results.append(record)
   table = aggregate(results, [k for k in cell_list[0]], config)
   md = write(workdir, table, config) if parallel.is_main() else ""

@@ -256,7 +256,7 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
       check_finite(state, name, checkpoint_dir, mngr.latest_step())
       checkpoint.save(mngr, step_of(state), state, meta)
   progress.close()
-  mngr.wait_until_finished()
+  checkpoint.finish(mngr)
   mngr.close()
   rate = steps_done / train_s if train_s else 0.0
   return FitResult(state=state, history=history, compile_s=compile_s, train_s=train_s,
