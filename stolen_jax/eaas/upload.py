@@ -78,6 +78,9 @@ def decode_files(files: list[tuple[str, bytes]], image_size: int, limits: Limits
     try:
       im = Image.open(io.BytesIO(data))  # Reads the header only.
       width, height = im.size
+    except Image.DecompressionBombError:  # PIL's own ceiling, far above ours by default.
+      raise Rejected(413, f"file {name!r} declares too many pixels; at most "
+                          f"{limits.max_image_pixels} pixels per image") from None
     except Exception:
       raise Rejected(422, f"file {name!r} is not a decodable image") from None
     pixels = width * height
