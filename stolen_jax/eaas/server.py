@@ -246,6 +246,17 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
       return error(e.status, str(e))
     return _respond(sent, wants_json, replay=replayed)
 
+  def openapi():
+    # Idempotency-Key is required (400 without it); it is declared optional in the handler
+    # only so that its absence gets this API's JSON error rather than FastAPI's.
+    if app.openapi_schema is None:
+      doc = FastAPI.openapi(app)
+      for p in doc["paths"]["/v1/features"]["post"].get("parameters", []):
+        if p["name"] == "Idempotency-Key":
+          p["required"] = True
+    return app.openapi_schema
+  app.openapi = openapi
+
   def _respond(npy: bytes, wants_json: bool, replay: bool):
     headers = {"X-Replayed": "1" if replay else "0"}
     if wants_json:

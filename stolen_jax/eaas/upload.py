@@ -59,10 +59,15 @@ def images_fingerprint(images: np.ndarray) -> str:
 def decode_npy(body: bytes) -> np.ndarray:
   """A ``.npy`` body as an array (no pickles), or ``Rejected`` (400)."""
   try:
-    return np.load(io.BytesIO(body), allow_pickle=False)
+    loaded = np.load(io.BytesIO(body), allow_pickle=False)
   except Exception:
+    loaded = None
+  if not isinstance(loaded, np.ndarray):  # Garbage, or a zip (np.load's .npz) of anything.
+    if hasattr(loaded, "close"):
+      loaded.close()
     raise Rejected(400, "the body is not a .npy array (send np.save of a uint8 NHWC batch, "
-                        "or PNG/JPEG files as multipart/form-data)") from None
+                        "or PNG/JPEG files as multipart/form-data)")
+  return loaded
 
 
 def decode_files(files: list[tuple[str, bytes]], image_size: int, limits: Limits) -> np.ndarray:
