@@ -5,7 +5,8 @@ enforces a budget and applies the provider's defense; ``FeatureCache`` keeps the
 attacker's paid answers on disk so that nothing paid for is ever paid again.
 """
 
-from stolen_jax.eaas.cache import FeatureCache, query_with_cache
+from stolen_jax.eaas.cache import FeatureCache
+from stolen_jax.eaas.query import query_with_cache
 from stolen_jax.eaas.service import QueryBudgetExceeded, QueryService
 
 __all__ = ["FeatureCache", "query_with_cache", "QueryBudgetExceeded", "QueryService"]

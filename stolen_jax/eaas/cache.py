@@ -17,62 +17,15 @@ before the request is logged as paid and cleared once stored, so a kill between 
 storing is recovered on the next run instead of paid twice.
 """
 
-import hashlib
 import json
 import os
 
 import numpy as np
 from absl import logging
 
+from stolen_jax.eaas.rows import (_describe, _ranges, fingerprint, format_rows,  # noqa: F401
+                                  read_features, read_header, row_checksums)
 from stolen_jax.errors import DataError
-
-
-def fingerprint(images: np.ndarray) -> str:
-  """A short content hash of a uint8 image array."""
-  h = hashlib.sha256()
-  h.update(str(images.shape).encode())
-  h.update(np.ascontiguousarray(images).tobytes())
-  return h.hexdigest()[:16]
-
-
-def _read_header(f):
-  """(shape, fortran_order, dtype) of an open ``.npy`` file, left at its data."""
-  version = np.lib.format.read_magic(f)
-  if version == (1, 0):
-    return np.lib.format.read_array_header_1_0(f)
-  return np.lib.format.read_array_header_2_0(f)
-
-
-def row_checksums(rows: np.ndarray) -> np.ndarray:
-  """One non-zero uint64 checksum per row (0 is reserved for 'not answered')."""
-  rows = np.ascontiguousarray(rows, np.float32)
-  out = np.empty(len(rows), np.uint64)
-  for i, row in enumerate(rows):
-    out[i] = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") | 1
-  return out
-
-
-def _describe(key: dict) -> str:
-  return ", ".join(f"{k}={v}" for k, v in sorted(key.items()))
-
-
-def format_rows(indices) -> str:
-  """'0-4, 9' for [0,1,2,3,4,9] (every range; ``service.parse_rows`` reads it back)."""
-  return _ranges(np.asarray(indices), limit=None)
-
-
-def _ranges(indices: np.ndarray, limit: int | None = 8) -> str:
-  """'0-4, 9' for [0,1,2,3,4,9]."""
-  parts, start = [], None
-  for i, x in enumerate(indices):
-    if start is None:
-      start = x
-    if i + 1 == len(indices) or indices[i + 1] != x + 1:
-      parts.append(f"{start}" if start == x else f"{start}-{x}")
-      start = None
-  if limit is None:
-    return ", ".join(parts)
-  return ", ".join(parts[:limit]) + (" ..." if len(parts) > limit else "")
 
 
 class FeatureCache:
@@ -123,7 +76,7 @@ class FeatureCache:
     path = self.base + ".features.npy"
     try:
       with open(path, "rb") as f:
-        shape, _, _ = _read_header(f)
+        shape, _, _ = read_header(f)
       return tuple(shape) if len(shape) == 2 else None
     except Exception:
       return None
@@ -229,20 +182,7 @@ class FeatureCache:
       self._save_rows()
 
   def _read_features(self, path: str) -> np.ndarray:
-    """The features file's rows as far as its bytes go (zeros past a truncation)."""
-    features = np.zeros((self.num_examples, self.feature_dim), np.float32)
-    if os.path.exists(path):
-      with open(path, "rb") as f:
-        try:
-          _read_header(f)
-          data = f.read()
-        except Exception:
-          data = b""
-      row_bytes = 4 * self.feature_dim
-      intact = min(len(data) // row_bytes, self.num_examples)
-      features[:intact] = np.frombuffer(data[:intact * row_bytes], np.float32).reshape(
-          intact, self.feature_dim)
-    return features
+    return read_features(path, self.num_examples, self.feature_dim)
 
   # Journal of the batch in flight: written before the request is logged as paid.
   def _pending_path(self) -> str:
@@ -358,35 +298,3 @@ class FeatureCache:
     if not parallel.is_main():
       return parallel.agree(np.zeros((self.num_examples, self.feature_dim), np.float32))
     return parallel.agree(np.array(self._features))
-
-
-def query_with_cache(service, images: np.ndarray, cache: FeatureCache, batch_size: int = 256) -> np.ndarray:
-  """Answers for every image: cached ones are free, the rest are queried batch by batch and
-  stored as they arrive. Returns the (N, D) features.
-
-  The cache is first reconciled with the service's query log (a batch paid just before a
-  crash is stored from its journal; a lost row record is rebuilt). The budget is checked for
-  the whole missing set before the first query: a stage that cannot finish pays nothing.
-  """
-  cache.reconcile(getattr(service, "log", None))
-  missing = np.flatnonzero(~cache.answered)
-  remaining = getattr(service, "remaining", None)
-  if len(missing) and remaining is not None and remaining < len(missing):
-    from stolen_jax.eaas.service import QueryBudgetExceeded
-    raise QueryBudgetExceeded(
-        f"the query stage needs {len(missing)} more queries ({len(images) - len(missing)} of "
-        f"{len(images)} are cached) but only {remaining} of the budget of {service.budget} "
-        "remain; nothing was queried")
-  if len(missing):
-    logging.info("querying the service for %d of %d examples (%d cached)", len(missing),
-                 len(images), len(images) - len(missing))
-  for start in range(0, len(missing), batch_size):
-    idx = missing[start:start + batch_size]
-    tag = hashlib.sha256(f"{cache.name}|{_describe(cache.key)}|{idx.tobytes().hex()}|"
-                         f"{os.urandom(8).hex()}".encode()).hexdigest()[:24]
-    answers = service.query(images[idx], record={"tag": tag, "cache": cache.name,
-                                                 "rows": format_rows(idx)},
-                            journal=lambda a, idx=idx, tag=tag: cache.journal(tag, idx, a))
-    cache.store(idx, answers)
-    cache.clear_journal()
-  return cache.features()

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 from absl import logging
 
+from stolen_jax.eaas.rows import parse_rows
 from stolen_jax.errors import UserError
 
 FeaturesFn = Callable[[np.ndarray], np.ndarray]
@@ -61,18 +62,6 @@ def read_query_log(path: str, repair: bool = False) -> tuple[int, int]:
   """(queries, requests) recorded in a JSON-lines query log (see ``_log_entries``)."""
   entries = _log_entries(path, repair)
   return sum(int(e["count"]) for e in entries), len(entries)
-
-
-def parse_rows(text: str) -> np.ndarray:
-  """'0-4, 9' -> [0, 1, 2, 3, 4, 9] (the inverse of ``cache.format_rows``)."""
-  out = []
-  for part in str(text).split(","):
-    part = part.strip()
-    if not part:
-      continue
-    lo, _, hi = part.partition("-")
-    out.extend(range(int(lo), int(hi or lo) + 1))
-  return np.asarray(out, np.int64)
 
 
 class QueryLog:
