@@ -140,7 +140,8 @@ def datasets_read(config) -> list[tuple[str, str, str, object]]:
   if config.get("steal") is not None and _uses(config, "steal"):
     s = config.steal
     out.append(("surrogate set", s.surrogate, s.surrogate_split, s.data_dir))
-    remote = str(s.target or "").startswith(("http://", "https://"))
+    from stolen_jax import targets
+    remote = targets.is_remote(s.target)
     if s.eval_heldout and s.variant != "pretrain_encoder" and not remote:
       out.append(("held-out fidelity", s.surrogate, s.heldout_split, s.data_dir))
     d = config.get("defense")

@@ -15,7 +15,8 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import console, eaas, features, losses, parallel, pretrain, probe, report, stages, steal
+from stolen_jax import (console, eaas, features, losses, parallel, pretrain, probe, report, stages,
+                        steal, targets)
 
 
 def _seconds(t0: float) -> str:
@@ -26,7 +27,7 @@ def ensure_target(config, workdir: str, mesh, strict: bool = False) -> tuple[str
   """(target checkpoint path, how it was obtained, its settings): the given
   ``steal.target``, or the pretraining stage of this config (trained if not yet)."""
   if config.steal.target:
-    return config.steal.target, "given", {"checkpoint": os.path.abspath(config.steal.target)}
+    return config.steal.target, "given", targets.describe(config.steal.target)
   stage, data = pretrain.open_stage(config, workdir, strict)
   if stage.completed() is not None:
     logging.info("target: restored the finished stage %s", stage.dir)
@@ -39,7 +40,7 @@ def ensure_target(config, workdir: str, mesh, strict: bool = False) -> tuple[str
 def target_table_settings(config, given: bool, summary: dict | None) -> dict:
   """The target's settings as the results table shows them."""
   if given:
-    return {"checkpoint": config.steal.target}
+    return targets.describe(config.steal.target)
   p = config.pretrain
   out = {"method": p.method, "arch": p.arch, "width": p.width, "dataset": p.dataset,
          "epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr}

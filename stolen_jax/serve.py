@@ -28,7 +28,8 @@ def build_app(config, workdir: str, mesh=None):
   from stolen_jax.eaas import ledger as ledger_lib, server
   cfg = config.serve
   if not cfg.checkpoint:
-    raise ConfigError("serve.checkpoint is required: the target encoder's checkpoint path")
+    raise ConfigError("serve.checkpoint is required: the target encoder's checkpoint path "
+                      "(or import:NAME:PATH, callable:MODULE:FUNCTION)")
   mesh = mesh or parallel.make_mesh()
   target = steal.open_target(cfg.checkpoint, mesh, cfg.feature_batch_size)
   defense = steal.build_defense(config, workdir, target, mesh)

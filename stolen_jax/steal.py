@@ -29,8 +29,10 @@ from absl import logging
 from stolen_jax import augment as augment_lib
 from stolen_jax import (checkpoint, defend, eaas, features, losses, metrics, models, optim,
                         parallel, pretrain, stages, train_lib)
+from stolen_jax import targets
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError, choose
+from stolen_jax.targets import Target
 
 VARIANTS = ("stolenencoder", "query_aug", "pretrain_encoder")
 
@@ -255,18 +257,9 @@ def steal_settings(config) -> dict:
   return settings
 
 
-@dataclasses.dataclass
-class Target:
-  """The target encoder as the provider holds it: its meta (with the weights' content
-  ``fingerprint``) and its true features (no defense, no metering; None for an HTTP API)."""
-  meta: dict
-  features_fn: Optional[Callable[[np.ndarray], np.ndarray]]
-
-
-def open_target(path: str, mesh, batch_size: int = 512) -> Target:
-  """Restores the target encoder checkpointed at ``path``."""
-  features_fn, meta = features.restore_features_fn(path, mesh, batch_size)
-  return Target(meta, features_fn)
+def open_target(spec: str, mesh, batch_size: int = 512) -> Target:
+  """The target ``spec`` names: a checkpoint, published weights, a callable (``targets``)."""
+  return targets.open(spec, mesh, batch_size)
 
 
 def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_dir: str, mesh,
@@ -408,6 +401,8 @@ def _query(op: _Opened, stage_dir: str) -> _Queried:
   if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
     op.http.key_prefix = f"{op.cache_key['images']}-"
     op.http.attach_log(os.path.join(op.query_stage.dir, "api_queries.jsonl"))
+    if getattr(op.http, "budget", None) is None and cfg.query_budget is not None:
+      op.http.budget = cfg.query_budget  # An adapter meters on this side.
     service = op.http
   else:
     service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget, defense=op.defense,
@@ -554,7 +549,8 @@ def _finish(op: _Opened, q: _Queried, result, model, mesh, seed: int, t_start: f
   cfg, service, aug_service = op.cfg, q.service, q.aug_service
   paid = service.queries_used + (aug_service.queries_used if aug_service else 0)
   summary = {
-      **attack_settings(cfg), "target": os.path.abspath(cfg.target),
+      **attack_settings(cfg),
+      "target": os.path.abspath(cfg.target) if targets.kind(cfg.target) == "checkpoint" else cfg.target,
       "target_fingerprint": op.target.meta["fingerprint"], "defense": op.defense.settings,
       "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(op.surrogate),
       "queries": paid, "queries_this_run": paid - q.paid_before,
@@ -586,24 +582,14 @@ def _finish(op: _Opened, q: _Queried, result, model, mesh, seed: int, t_start: f
 
 
 def is_remote(target) -> bool:
-  """Whether ``steal.target`` is an HTTP API rather than a checkpoint path."""
-  return str(target or "").startswith(("http://", "https://"))
+  """Whether ``steal.target`` is an API (ours over HTTP, or another through an adapter)."""
+  return targets.is_remote(target)
 
 
 def open_remote(cfg):
-  """(Target, defense, HTTPService) of an HTTP API target: the model's description comes
-  from the API; its defense runs on the server (recorded from ``/v1/model``)."""
-  from stolen_jax.eaas.client import HTTPService
-  key = cfg.get("api_key") or os.environ.get("STOLEN_JAX_API_KEY")
-  http = HTTPService(cfg.target, key)
-  meta = http.model()
-  if meta.get("image_size") != cfg.image_size:
-    raise ConfigError(f"the API serves {meta.get('image_size')}-px images; set "
-                      f"steal.image_size={meta.get('image_size')}")
-  server_defense = meta.get("defense") or {"name": "none"}
-  defense = defend.Defense(server_defense.get("name", "none"), server_defense, lambda f, im: f)
-  target = Target({**meta, "fingerprint": meta.get("fingerprint", cfg.target)}, None)
-  return target, defense, http
+  """(Target, defense, service) of a remote target (``targets.remote``)."""
+  from stolen_jax.targets import remote
+  return remote.open_remote(cfg)
 
 
 def _check_budget(cfg, n: int, cache, service, aug_service) -> None:

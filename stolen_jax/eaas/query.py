@@ -22,6 +22,7 @@ def query_with_cache(service, images: np.ndarray, cache: "FeatureCache", batch_s
   the whole missing set before the first query: a stage that cannot finish pays nothing.
   """
   cache.reconcile(getattr(service, "log", None))
+  batch_size = min(batch_size, getattr(service, "max_batch", None) or batch_size)
   missing = np.flatnonzero(~cache.answered)
   remaining = getattr(service, "remaining", None)
   if len(missing) and remaining is not None and remaining < len(missing):
