@@ -230,7 +230,12 @@ def run(config, workdir: str, mesh=None) -> dict:
     raise ConfigError("probe.encoder is required: the path of an Orbax checkpoint of an "
                       "encoder (target or stolen), e.g. <workdir>/steal")
   mesh = mesh or parallel.make_mesh()
-  features_fn, meta = features.restore_features_fn(cfg.encoder, mesh, cfg.feature_batch_size)
+  from stolen_jax import targets  # Checkpoints, import:NAME:PATH and callable:MODULE:FUNCTION.
+  if targets.is_remote(cfg.encoder):
+    raise ConfigError("probe.encoder must be local (a checkpoint, import:..., callable:...); "
+                      "probing an API's answers is the pipeline's TA")
+  encoder = targets.open(cfg.encoder, mesh, cfg.feature_batch_size)
+  features_fn, meta = encoder.features_fn, encoder.meta
   rows = []
   for spec in parse_datasets(cfg.datasets):
     train, test = load_downstream(spec, cfg, config.seed)
@@ -240,7 +245,8 @@ def run(config, workdir: str, mesh=None) -> dict:
     rows.append({"dataset": spec, "accuracy": result["accuracy"], "num_train": len(train),
                  "num_test": len(test), "seconds": round(time.perf_counter() - t0, 2),
                  "stage_dir": result["stage_dir"]})
-  summary = {"encoder": os.path.abspath(cfg.encoder), "fingerprint": meta["fingerprint"],
+  summary = {"encoder": (os.path.abspath(cfg.encoder) if targets.kind(cfg.encoder) == "checkpoint"
+                         else cfg.encoder), "fingerprint": meta["fingerprint"],
              "arch": meta["arch"], "probe": probe_settings(cfg), "results": rows}
   stages.write_json_atomic(os.path.join(workdir, "probe", "summary.json"), summary, indent=2)
   for row in rows:

@@ -169,6 +169,33 @@ LITE0_BLOCKS = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)
                 (1, 3, 1, 6, 192, 320))
 
 
+class DepthwiseConv(nn.Module):
+  """A depthwise k x k convolution with TF "SAME" padding, as a sum of k² shifted,
+  per-channel-scaled views. Same parameter as ``nn.Conv(feature_group_count=C)`` (a
+  (k, k, 1, C) ``kernel``), same result; on XLA:CPU grouped convolutions take the slow
+  generic path (~25x slower than this at 112 x 112 x 96), elsewhere this fuses as well."""
+  kernel_size: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.stride
+    c = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c))
+    pads = []
+    for size in x.shape[1:3]:
+      total = max((-(-size // s) - 1) * s + k - size, 0)
+      pads.append((total // 2, total - total // 2))
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    out_h, out_w = -(-x.shape[1] // s), -(-x.shape[2] // s)
+    out = 0
+    for i in range(k):
+      for j in range(k):
+        view = xp[:, i:i + (out_h - 1) * s + 1:s, j:j + (out_w - 1) * s + 1:s, :]
+        out = out + view * kernel[i, j, 0]
+    return out
+
+
 class MBConv(nn.Module):
   """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project (ReLU6; no SE in Lite)."""
   kernel: int
@@ -185,8 +212,7 @@ class MBConv(nn.Module):
       y = jax.nn.relu6(_bn(self.eps, "bn0")(nn.Conv(c * self.expand, (1, 1), use_bias=False,
                                                       name="expand_conv")(y)))
     hidden = y.shape[-1]
-    y = nn.Conv(hidden, (self.kernel, self.kernel), (self.stride, self.stride), padding="SAME",
-                feature_group_count=hidden, use_bias=False, name="depthwise_conv")(y)
+    y = DepthwiseConv(self.kernel, self.stride, name="depthwise_conv")(y)
     y = jax.nn.relu6(_bn(self.eps, "bn1")(y))
     y = _bn(self.eps, "bn2")(nn.Conv(self.out, (1, 1), use_bias=False, name="project_conv")(y))
     return x + y if self.stride == 1 and c == self.out else y

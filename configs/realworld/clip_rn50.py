@@ -1,0 +1,27 @@
+"""Table XI, row 2: OpenAI's CLIP image encoder (ResNet-50 variant) as the target, 1024-d.
+
+Weights: a non-JIT state dict of CLIP RN50 (clip.load("RN50", jit=False)[0].state_dict(),
+saved with torch.save; the whole model's or its 'visual.' tower's, both are found), or
+open_clip's RN50 'openai' weights; TorchScript archives are refused with how to convert.
+CLIP's preprocessing: bicubic resize to 224, centre crop, CLIP's mean and std.
+  python -m stolen_jax.main --config=configs/realworld/clip_rn50.py \\
+      --config.steal.target=import:clip_rn50:/weights/RN50.pt \\
+      --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
+      --config.probe.datasets=npz:DIR/cifar10.npz,npz:DIR/mnist.npz
+The paper's row (STL10 surrogate at 224 px): SA/TA >= 0.93. A ViT image tower instead:
+import:clip_vit_b16:PATH (512-d), DINO: import:dino_vit_b16:PATH (768-d class token).
+"""
+
+from stolen_jax import defaults
+
+
+def get_config():
+  config = defaults.base_config("pipeline")
+  config.pretrain = defaults.pretrain_block()  # Unused: the target is given.
+  s = config.steal = defaults.steal_block()
+  s.target = "import:clip_rn50:WEIGHTS.pt"
+  s.surrogate_size, s.image_size = 2500, 32
+  s.arch = "resnet34"
+  s.query_batch_size = 64
+  config.probe = defaults.probe_block()
+  return config

