@@ -208,3 +208,12 @@ def serve_block() -> ml_collections.ConfigDict:
       # B4B: per-account noise growing with the account's coverage of the embedding space.
       b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
                                          power=1.0, seed=0))))
+
+
+def prepare_block() -> ml_collections.ConfigDict:
+  """``job='prepare'``: which distribution (``format``), where it is (``source``), the .npz
+  to write (``output``), optional seeded subsets and a resize (``data/prepare.py``)."""
+  return ml_collections.ConfigDict(dict(
+      format="cifar10", source=config_dict.placeholder(str), output=config_dict.placeholder(str),
+      max_train=config_dict.placeholder(int), max_test=config_dict.placeholder(int), seed=0,
+      image_size=config_dict.placeholder(int)))

@@ -53,7 +53,12 @@ def _serve(config, workdir):
   return serve.run(config, workdir)
 
 
-JOBS = {"pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
+def _prepare(config, workdir):
+  from stolen_jax.data import prepare
+  return prepare.run(config, workdir)
+
+
+JOBS = {"prepare": _prepare, "pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
         "sweep": _sweep, "serve": _serve}
 
 
@@ -104,6 +109,12 @@ def validate(config) -> None:
       from stolen_jax.errors import ConfigError
       raise ConfigError("the pipeline probes the target itself, so it needs a checkpoint; "
                         "steal from an HTTP API with job=steal (--config.job=steal)")
+  if config.job == "prepare":
+    from stolen_jax.data import prepare
+    if config.get("prepare") is None:
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("job 'prepare' needs a config.prepare block (configs/prepare.py)")
+    choose("prepare.format", config.prepare.format, prepare.FORMATS)
   if config.job == "serve":
     from stolen_jax import serve
     if config.get("serve") is None:

@@ -80,7 +80,7 @@ def test_tfds_source_with_mock_data():
 
 
 def test_tfds_missing_dataset_says_how_to_prepare(tmp_path):
-  with pytest.raises(DataError, match="tfds build"):
+  with pytest.raises(DataError, match="--config.prepare.format=mnist .*npz:data/mnist.npz"):
     sources.load("tfds:mnist", "train", data_dir=str(tmp_path), download=False)
   with pytest.raises(DataError, match="no dataset"):
     sources.load("tfds:not_a_dataset_name", "train")

@@ -78,17 +78,34 @@ def _check_tfds(name: str, split: str, data_dir) -> Optional[str]:
     if builder.info.splits and base_split not in builder.info.splits:
       return f"TFDS {name} has no split {base_split!r} (it has {sorted(builder.info.splits)})"
     return None
-  how = (f"prepare it on a machine with internet access with `tfds build {name} "
-         f"--data_dir=DIR` and copy DIR here (data_dir=DIR in the config)")
+  how = prepare_hint(name)
   if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-    manual = os.path.join(builder.data_dir_root, "downloads", "manual")
     return (f"TFDS {name} is not prepared in {str(builder.data_dir_root)!r} and needs a manual "
-            f"download: put its archives in {manual} and run `tfds build {name} "
-            f"--data_dir={builder.data_dir_root}` (see the README)")
+            f"download; {how}")
   if not network_reachable():
     return (f"TFDS {name} is not prepared in {str(builder.data_dir_root)!r} and there is no network "
-            f"to download it: {how}")
+            f"to download it; {how}")
   return None  # Downloadable: tfds.load prepares it.
+
+
+# TFDS names -> job=prepare formats (README "Data": where each official file is published).
+PREPARE_FORMATS = {"cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist",
+                   "fashion_mnist": "fashion_mnist", "svhn_cropped": "svhn", "stl10": "stl10",
+                   "gtsrb": "gtsrb", "imagenet_resized/32x32": "imagenet32",
+                   "imagenet_resized/64x64": "imagenet64", "downsampled_imagenet/32x32": "imagenet32"}
+
+
+def prepare_hint(name: str) -> str:
+  """How to make the dataset ``name`` from its official file, as a command that works here."""
+  fmt = PREPARE_FORMATS.get(name.split(":")[0])
+  if fmt is None:
+    return (f"prepare it where TFDS can download it (tfds.builder('{name}', data_dir=DIR)"
+            ".download_and_prepare()) and pass its data_dir, or use an npz:/folder: dataset")
+  slug = fmt
+  return (f"make it from its official file: python -m stolen_jax.main --config=configs/prepare.py "
+          f"--config.prepare.format={fmt} --config.prepare.source=FILE_OR_DIR "
+          f"--config.prepare.output=data/{slug}.npz, then name npz:data/{slug}.npz instead of "
+          f"tfds:{name} (README \"Data\": where the file is published)")
 
 
 def check_one(spec: str, split: str, data_dir=None) -> Optional[str]:

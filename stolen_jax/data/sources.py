@@ -181,14 +181,11 @@ def _load_tfds(name: str, split: str, data_dir, image_key: str, label_key: str, 
   except ValueError as e:  # Bad split names surface here.
     raise ConfigError(f"TFDS {name}: {e}") from None
   except Exception as e:  # Not prepared and the download failed (e.g. no internet).
+    from stolen_jax.data.preflight import prepare_hint
     raise DataError(
         f"TFDS dataset {name!r} is not prepared in data_dir={builder.data_dir_root!r} and could "
-        f"not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Prepare it on "
-        f"a machine with internet access with `tfds build {name} --data_dir=DIR` (or "
-        f"`python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
-        f"data_dir='DIR').download_and_prepare()\"`), copy DIR here and pass "
-        f"data_dir=DIR in the config; manual-download datasets also need their archives in "
-        f"DIR/downloads/manual.") from None
+        f"not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+        f"{prepare_hint(name)}") from None
   # Batched iteration rather than batch_size=-1, whose single-element path aborts the
   # process under tfds.testing.mock_data (tensorflow 2.21, tfds 4.9.10).
   parts = list(tfds.as_numpy(dataset.batch(8192)))
