@@ -29,8 +29,27 @@ def _pretrain(config, workdir):
 def _steal(config, workdir):
   from stolen_jax import steal
   summary = steal.run(config, workdir)
+  print(paid_line(summary, config.steal.price_per_1000))
   print(f"stolen encoder: {summary['stage_dir']}")
   return summary
+
+
+def paid_line(summary: dict, price_per_1000: float) -> str:
+  """'paid 512 queries ($0.6144) ...': what the steal cost, as the provider bills it (the
+  API's own bill when it has one, else queries at ``price_per_1000``)."""
+  queries = int(summary.get("queries") or 0)
+  now = summary.get("queries_this_run")
+  cost = summary.get("api_cost")
+  cost = queries * price_per_1000 / 1000 if cost is None else cost
+  where = f" to {summary['api']}" if summary.get("api") else ""
+  text = f"paid {queries} queries{where} (${cost:.4f})"
+  if summary.get("restored"):
+    return text + "; restored, nothing paid now"
+  if now is not None and now != queries:
+    text += f", {now} of them in this run"
+  if summary.get("api_used") is not None and summary["api_used"] != queries:
+    text += f"; the API's account shows {summary['api_used']} used in all"
+  return text
 
 
 def _probe(config, workdir):

@@ -199,3 +199,22 @@ def test_openapi_documents_auth_headers_bodies_and_statuses(tmp_path):
   assert {"application/x-npy", "multipart/form-data"} <= set(op["requestBody"]["content"])
   assert {"200", "400", "401", "402", "403", "409", "413", "422", "429"} <= set(op["responses"])
   assert "Retry-After" in op["responses"]["429"]["headers"]
+
+
+def test_docs_page_is_served_without_any_external_asset(tmp_path):
+  app, _ = _app(tmp_path)
+  with ThreadServer(app) as url:
+    page = httpx.get(url + "/docs")
+  assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+  text = page.text
+  assert "<script" not in text and "cdn" not in text.lower() and "http://" not in text
+  assert "POST /v1/features" in text and "Idempotency-Key" in text and "429" in text
+
+
+def test_the_steal_says_what_it_paid():
+  from stolen_jax import jobs
+  assert jobs.paid_line({"queries": 512, "queries_this_run": 512}, 1.2) == "paid 512 queries ($0.6144)"
+  line = jobs.paid_line({"queries": 512, "queries_this_run": 200, "api": "http://h:1",
+                         "api_cost": 0.6144, "api_used": 512}, 1.2)
+  assert line == "paid 512 queries to http://h:1 ($0.6144), 200 of them in this run"
+  assert jobs.paid_line({"queries": 512, "restored": True}, 1.2).endswith("nothing paid now")

@@ -163,7 +163,8 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
   batcher = Batcher(answer, batch_window_ms, max_batch) if batch_window_ms > 0 else None
   info = {"feature_dim": feature_dim, "image_size": image_size, **(model_info or {}),
           "limits": {**dataclasses.asdict(limits), "burst_s": burst_s}}
-  app = FastAPI(title="stolen_jax encoder API",
+  # FastAPI's own /docs and /redoc load scripts from a CDN (blank offline): ours is plain HTML.
+  app = FastAPI(title="stolen_jax encoder API", docs_url=None, redoc_url=None,
                 description="A metered encoder-as-a-service API (StolenEncoder's threat model).")
   app.state.batcher = batcher
   app.state.ledger = ledger
@@ -174,6 +175,12 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
 
   def key_of(credentials: Optional[HTTPAuthorizationCredentials]) -> Optional[str]:
     return credentials.credentials.strip() if credentials is not None else None
+
+  @app.get("/docs", include_in_schema=False)
+  def docs():
+    from fastapi.responses import HTMLResponse
+    from stolen_jax.eaas import docs_page
+    return HTMLResponse(docs_page.render(app.openapi()))
 
   @app.get("/healthz")
   def healthz():
