@@ -139,6 +139,8 @@ def validate_settings(cfg) -> None:
   """Checks the probe's counts and rates before any stage runs."""
   parse_datasets(cfg.datasets)
   for key in ("epochs", "batch_size", "image_size", "feature_batch_size"):
+    if key == "image_size" and cfg[key] is None:
+      continue  # The encoder's own size (probe.run).
     if not isinstance(cfg[key], int) or cfg[key] < 1:
       raise ConfigError(f"probe.{key}={cfg[key]!r} must be an integer >= 1")
   if any(not isinstance(h, int) or h < 1 for h in cfg.hidden):
@@ -236,6 +238,10 @@ def run(config, workdir: str, mesh=None) -> dict:
                       "probing an API's answers is the pipeline's TA")
   encoder = targets.open(cfg.encoder, mesh, cfg.feature_batch_size)
   features_fn, meta = encoder.features_fn, encoder.meta
+  if cfg.image_size is None:  # The size the encoder was trained at, from its record.
+    cfg = cfg.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.image_size = int(meta.get("image_size") or 32) if meta.get("kind") is None else 32
   rows = []
   for spec in parse_datasets(cfg.datasets):
     train, test = load_downstream(spec, cfg, config.seed)
@@ -249,9 +255,13 @@ def run(config, workdir: str, mesh=None) -> dict:
                          else cfg.encoder), "fingerprint": meta["fingerprint"],
              "arch": meta["arch"], "probe": probe_settings(cfg), "results": rows}
   stages.write_json_atomic(os.path.join(workdir, "probe", "summary.json"), summary, indent=2)
-  for row in rows:
-    if parallel.is_main():
-      print(f"{row['dataset']}: accuracy {100 * row['accuracy']:.2f}%")
+  if parallel.is_main():
+    print(f"encoder {meta.get('arch')} ({summary['encoder']}, fingerprint {meta['fingerprint']}); "
+          f"probe: {cfg.image_size}-px images, MLP {list(cfg.hidden)}, {cfg.epochs} epochs, "
+          f"lr {cfg.lr}, batch {cfg.batch_size}, dropout {cfg.dropout}, seed {config.seed}")
+    for row in rows:
+      print(f"{row['dataset']}: test accuracy {100 * row['accuracy']:.2f}% ({row['num_train']} "
+            f"train / {row['num_test']} test images)")
   return summary
 
 

@@ -112,3 +112,13 @@ def test_pipeline_rerun_with_new_attack_settings_recomputes_only_the_steal(tmp_p
   assert "lambda=0.0" in md and "Target: method=simclr" in md and "Probe: hidden=[32, 16]" in md
   assert _query_log_total(tmp_path / "query" / "*" / "queries.jsonl") == 32  # Answers reused.
   assert _query_log_total(tmp_path / "probe" / "target_api_queries.jsonl") == customer
+
+
+def test_probe_job_restores_the_encoders_own_image_size(tiny_target, tmp_path, capsys):
+  config = defaults.base_config("probe")
+  config.probe = tiny_probe_block(encoder=tiny_target)
+  config.probe.image_size = None  # As configs/probe.py: the encoder's record decides (16 px).
+  summary = probe.run(config, str(tmp_path))
+  assert summary["probe"]["image_size"] == 16
+  out = capsys.readouterr().out
+  assert "probe: 16-px images" in out and "test accuracy" in out and "fingerprint" in out
