@@ -90,7 +90,7 @@ class Progress:
       eta = (self.total - step) / rate if rate > 0 else float("inf")
       text = (f"{self.name}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%), "
               f"{rate:.2f} steps/s, {rate * self.images_per_step:.1f} images/s, ETA "
-              f"{_fmt_seconds(eta)}" + "".join(f", {k} {v:.4g}" for k, v in postfix.items()))
+              f"{format_seconds(eta)}" + "".join(f", {k} {v:.4g}" for k, v in postfix.items()))
       if self._plain:
         print(text, file=sys.stderr, flush=True)
       elif jax.process_index() == 0:
@@ -108,7 +108,8 @@ class Progress:
     self._step0 = step
 
 
-def _fmt_seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
+  """"1m05s", "2h03m00s", "?" for an unknown duration."""
   if not np.isfinite(s):
     return "?"
   s = int(s)

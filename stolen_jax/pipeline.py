@@ -137,7 +137,8 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
     row = {"dataset": slug, "ta": t_probe["accuracy"], "sa": s_probe["accuracy"],
            "queries": steal_summary["queries"],
            "cost": round(steal_summary["queries"] * config.steal.price_per_1000 / 1000, 4),
-           "cosine": fid["cosine_similarity"], "agreement": fid["agreement"], "num_train": len(train), "num_test": len(test)}
+           "cosine": fid["cosine_similarity"], "agreement": fid["agreement"], "num_train": len(train),
+           "num_test": len(test), "classes": int(train.num_classes or len(np.unique(train.labels)))}
     if defense.name != "none":
       # The honest customers' cost: the same probe on undefended answers.
       clean = probe.probe_stage(workdir, spec, target.features_fn,
@@ -165,9 +166,12 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   }
   if steal_summary.get("failed"):
     context["failed"] = steal_summary["failed"]
-  md = (report.write(workdir, rows, settings, times, context) if write_report
-        else report.markdown(rows, settings, times, context))
+  md = report.markdown(rows, settings, times, context)
+  if write_report:
+    report.write(workdir, rows, settings, times, context)
   if print_table and parallel.is_main():
-    print("\n" + md + _meaning(rows, steal_summary, pretrain_summary))
+    print("\n" + md + report.LEGEND + _meaning(rows, steal_summary, pretrain_summary)
+          + (f"Written to {os.path.join(workdir, 'results')}.{{md,csv,json,png}}\n"
+             if write_report else ""))
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))
   return {"rows": rows, "settings": settings, "stage_times": times, "context": context}

@@ -62,6 +62,12 @@ def markdown(rows: list[dict], settings: dict, stage_times: dict, context: dict 
   return "\n".join(lines) + "\n"
 
 
+# What the table's columns mean, printed under it on the console.
+LEGEND = ("TA / SA: test accuracy of the downstream MLP on the target's / the stolen encoder's "
+          "features; cos(f_t, f_s): their features' mean cosine similarity on the test images; "
+          "Agreement: share of test images the two probes classify alike.\n")
+
+
 def plot(workdir: str, rows: list[dict]) -> bool:
   """results.png: TA and SA side by side per downstream set (bars, %)."""
   try:
@@ -81,6 +87,10 @@ def plot(workdir: str, rows: list[dict]) -> bool:
   for xi, (t, s_) in enumerate(zip(ta, sa)):
     ax.text(xi - 0.18, t + 1, f"{t:.1f}", ha="center", fontsize=7)
     ax.text(xi + 0.18, s_ + 1, f"{s_:.1f}", ha="center", fontsize=7)
+  for xi, r in enumerate(rows):  # Chance: one over the set's classes.
+    if r.get("classes"):
+      ax.hlines(100 / r["classes"], xi - 0.4, xi + 0.4, colors="gray", linestyles="dashed",
+                label="chance" if xi == 0 else None)
   ax.set_xticks(x, names)
   ax.set_ylabel("downstream accuracy (%)")
   ax.set_ylim(0, 105)

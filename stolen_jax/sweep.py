@@ -236,8 +236,9 @@ def run(config, workdir: str) -> dict:
       left = total - (i + 1)
       scores = ", ".join(f"{r['dataset']} TA {100 * r['ta']:.1f} SA {100 * r['sa']:.1f}"
                          for r in record["rows"])
+      from stolen_jax.metrics import format_seconds
       console.stage_line("sweep", f"{i + 1}/{total} cells done ({scores}); ETA "
-                         f"{elapsed / computed * left:.0f} s")
+                         f"{format_seconds(elapsed / computed * left)} for the {left} left")
     else:
       console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label}")
       # The cell's key says its stages' settings are this cell's, but the record may come
