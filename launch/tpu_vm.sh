@@ -9,16 +9,26 @@
 #
 # --create    creates the VM (tpu-ubuntu2204-base) first.
 # --dry_run   prints every command instead of running it.
+# --prepare FORMAT=SOURCE   makes ~/data/FORMAT.npz on every worker from a dataset's official
+#             file (job=prepare; SOURCE e.g. /mnt/BUCKET/raw/cifar-10-python.tar.gz), before
+#             the job; repeatable. Use it as npz:~/data/FORMAT.npz in the job's flags.
+# On each worker launch/tpu_setup.sh provisions Python >= 3.11 (the image's python3 is 3.10;
+# uv installs 3.11 when no newer one is there), installs gcsfuse when missing, mounts the
+# bucket, installs jax[tpu], prepares the data and runs the job.
 # The checkout is copied to every worker as it is (git archive of HEAD plus uncommitted
 # changes, via a tarball), not cloned from a remote. BUCKET is mounted with gcsfuse at
 # /mnt/BUCKET on every worker and the workdir is /mnt/BUCKET/workdir/<config>: every host
 # must see the same workdir (checkpoints are written collectively; process 0 writes the rest).
-# TFDS reads gs:// directly: prepare datasets once with `tfds build NAME --data_dir=gs://BUCKET/tfds`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry=0 create=0
+dry=0 create=0 prepare_flags=()
 while [[ "${1:-}" == --* ]]; do
-  case $1 in --dry_run) dry=1 ;; --create) create=1 ;; *) echo "unknown option $1" >&2; exit 2 ;; esac
+  case $1 in
+    --dry_run) dry=1 ;;
+    --create) create=1 ;;
+    --prepare) prepare_flags+=(--prepare "$2"); shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
   shift
 done
 name=${1:?usage: tpu_vm.sh [--dry_run] [--create] NAME ZONE ACCELERATOR BUCKET CONFIG [flags]}
@@ -38,8 +48,5 @@ run bash -c "git ls-files -co --exclude-standard | tar czf $tarball -T -"
 run gcloud compute tpus tpu-vm scp "$tarball" "$name:stolen_jax.tar.gz" --zone "$zone" --worker=all
 remote="set -e
 mkdir -p ~/stolen_jax && tar xzf ~/stolen_jax.tar.gz -C ~/stolen_jax
-sudo mkdir -p /mnt/$bucket && (mountpoint -q /mnt/$bucket || sudo gcsfuse --implicit-dirs -o allow_other $bucket /mnt/$bucket)
-cd ~/stolen_jax && python3 -m venv ~/sj && . ~/sj/bin/activate
-pip install -q -e '.[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
-python -m stolen_jax.main --config=$config --workdir=$workdir --config.multihost=$multihost $*"
+bash ~/stolen_jax/launch/tpu_setup.sh $bucket ${prepare_flags[*]:-} -- python -m stolen_jax.main --config=$config --workdir=$workdir --config.multihost=$multihost $*"
 run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "$remote"

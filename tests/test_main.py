@@ -81,7 +81,7 @@ def test_tpu_launch_dry_run_prints_the_commands():
   out = r.stdout
   assert "tpu-vm create sj --zone us-central2-b --accelerator-type v4-32" in out
   assert "tpu-vm scp /tmp/stolen_jax_checkout.tar.gz sj:stolen_jax.tar.gz" in out
-  assert "--worker=all" in out and "gcsfuse" in out
+  assert "--worker=all" in out and "launch/tpu_setup.sh bkt" in out
   assert "--workdir=/mnt/bkt/workdir/steal_cifar10 --config.multihost=True" in out
   assert "--config.steal.data_dir=gs://bkt/tfds" in out
   one_host = subprocess.run(["bash", "launch/tpu_vm.sh", "--dry_run", "sj", "z", "v4-8", "b",
