@@ -217,3 +217,17 @@ def prepare_block() -> ml_collections.ConfigDict:
       format="cifar10", source=config_dict.placeholder(str), output=config_dict.placeholder(str),
       max_train=config_dict.placeholder(int), max_test=config_dict.placeholder(int), seed=0,
       image_size=config_dict.placeholder(int)))
+
+
+def realworld_config(target: str) -> ml_collections.ConfigDict:
+  """Table XI's pipeline against a published encoder ``target`` (``import:NAME:PATH``): the
+  paper's attacker (2,500 queries, ResNet-34, its defaults) at the surrogate's resolution."""
+  config = base_config("pipeline")
+  config.pretrain = pretrain_block()  # Unused: the target is given.
+  s = config.steal = steal_block()
+  s.target = target
+  s.surrogate_size, s.image_size = 2500, 32
+  s.arch = "resnet34"
+  s.query_batch_size = 64
+  config.probe = probe_block()
+  return config

@@ -1,7 +1,7 @@
 """Metric logging through clu, with a JSON-lines copy and a progress/ETA reporter.
 
-clu's writers (TensorBoard + console) need tensorflow and tensorboard; where they are not
-importable (e.g. a bare accelerator image) the console and JSON-lines outputs still work.
+TensorBoard events come from clu's writer where TensorFlow is installed (``[tf]``), else from
+tensorboardX (``tb_writer``); the console and JSON-lines outputs work everywhere.
 Only process 0 writes, so a multi-host job logs once.
 """
 
@@ -21,6 +21,28 @@ def _to_python(value):
   return value.item() if value.ndim == 0 else value.tolist()
 
 
+def _clu_writer(logdir: str):
+  """clu's default writer (TensorBoard through TensorFlow, and the log) where TensorFlow is
+  installed (``[tf]``); else TensorBoard through tensorboardX and the log; else None (the
+  console and metrics.jsonl still get every value)."""
+  try:
+    from clu import metric_writers
+  except ImportError as e:
+    logging.warning("clu unavailable (%s); metrics go to the console and metrics.jsonl", e)
+    return None
+  try:
+    import tensorflow  # noqa: F401  (clu's summary writer needs it)
+    return metric_writers.create_default_writer(logdir, asynchronous=False)
+  except ImportError:
+    pass
+  try:
+    from stolen_jax.tb_writer import TensorboardXWriter
+    return metric_writers.MultiWriter([metric_writers.LoggingWriter(), TensorboardXWriter(logdir)])
+  except ImportError as e:
+    logging.warning("no TensorBoard writer (%s); metrics go to the log and metrics.jsonl", e)
+    return metric_writers.LoggingWriter()
+
+
 class Writer:
   """``write_scalars(step, {...})`` to clu (TensorBoard + log) and ``metrics.jsonl``."""
 
@@ -33,12 +55,7 @@ class Writer:
       return
     os.makedirs(logdir, exist_ok=True)
     self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a")
-    try:
-      from clu import metric_writers
-      self._clu = metric_writers.create_default_writer(logdir, asynchronous=False)
-    except ImportError as e:  # No tensorflow/tensorboard: console + JSON lines only.
-      logging.warning("clu metric writers unavailable (%s); logging to console and %s", e,
-                      os.path.join(logdir, "metrics.jsonl"))
+    self._clu = _clu_writer(logdir)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if not self.enabled:

@@ -103,3 +103,20 @@ def test_embedded_images_do_not_change_when_generators_are_added():
     make, _ = embedded.GENERATORS[name]
     x, _, _ = embedded.load(name, "test")
     np.testing.assert_array_equal(x, make(embedded.SPLIT_SIZES["test"], base + 1)[0])
+
+
+def test_tfds_array_record_datasets_are_read_without_tensorflow(monkeypatch):
+  import tensorflow_datasets as tfds
+  from stolen_jax.data import tfds_reader
+  monkeypatch.setattr(tfds_reader, "_is_array_record", lambda builder: True)
+  monkeypatch.setattr(tfds_reader, "tensorflow_available", lambda: False)
+  with tfds.testing.mock_data(num_examples=6):  # Mocks tfds.data_source too.
+    s = sources.load("tfds:mnist", "train", image_size=32)
+  assert s.images.shape == (6, 32, 32, 3) and s.labels.shape == (6,) and s.num_classes == 10
+
+
+def test_tfds_without_tensorflow_says_the_three_ways_on(monkeypatch, tmp_path):
+  from stolen_jax.data import tfds_reader
+  monkeypatch.setattr(tfds_reader, "tensorflow_available", lambda: False)
+  with pytest.raises(DataError, match=r"stolen_jax\[tf\].*array_record.*prepare.format=mnist"):
+    sources.load("tfds:mnist", "train", data_dir=str(tmp_path), download=False)

@@ -15,12 +15,4 @@ from stolen_jax import defaults
 
 
 def get_config():
-  config = defaults.base_config("pipeline")
-  config.pretrain = defaults.pretrain_block()  # Unused: the target is given.
-  s = config.steal = defaults.steal_block()
-  s.target = "import:simclr_resnet50:WEIGHTS.pth"
-  s.surrogate_size, s.image_size = 2500, 32
-  s.arch = "resnet34"
-  s.query_batch_size = 64
-  config.probe = defaults.probe_block()
-  return config
+  return defaults.realworld_config("import:simclr_resnet50:WEIGHTS.pth")

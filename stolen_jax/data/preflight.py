@@ -74,6 +74,9 @@ def _check_tfds(name: str, split: str, data_dir) -> Optional[str]:
   except Exception as e:
     return f"TFDS has no dataset {name!r} ({str(e).splitlines()[0][:160]})"
   base_split = split.split("[")[0].split("+")[0].strip()
+  from stolen_jax.data import tfds_reader
+  if not tfds_reader.tensorflow_available() and not tfds_reader._is_array_record(builder):
+    return tfds_reader.needs_tensorflow(name, builder.data_dir_root)
   if builder.is_prepared():
     if builder.info.splits and base_split not in builder.info.splits:
       return f"TFDS {name} has no split {base_split!r} (it has {sorted(builder.info.splits)})"

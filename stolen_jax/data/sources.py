@@ -169,38 +169,8 @@ def _load_folder(path: str, split_name: str):
 
 
 def _load_tfds(name: str, split: str, data_dir, image_key: str, label_key: str, download: bool):
-  import tensorflow_datasets as tfds
-  if name.split("/")[0].split(":")[0] == "gtsrb":
-    from stolen_jax.data import gtsrb  # noqa: F401  (registers the builder with TFDS)
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise DataError(f"TFDS has no dataset {name!r} ({str(e).splitlines()[0]})") from None
-  try:
-    dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
-  except ValueError as e:  # Bad split names surface here.
-    raise ConfigError(f"TFDS {name}: {e}") from None
-  except Exception as e:  # Not prepared and the download failed (e.g. no internet).
-    from stolen_jax.data.preflight import prepare_hint
-    raise DataError(
-        f"TFDS dataset {name!r} is not prepared in data_dir={builder.data_dir_root!r} and could "
-        f"not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-        f"{prepare_hint(name)}") from None
-  # Batched iteration rather than batch_size=-1, whose single-element path aborts the
-  # process under tfds.testing.mock_data (tensorflow 2.21, tfds 4.9.10).
-  parts = list(tfds.as_numpy(dataset.batch(8192)))
-  if not parts:
-    raise DataError(f"TFDS {name} split {split!r} is empty")
-  data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  if image_key not in data:
-    raise DataError(f"TFDS {name} has no feature {image_key!r}; features: {sorted(data)}")
-  labels = data.get(label_key)
-  num_classes = None
-  if labels is not None:
-    labels = check_labels(labels, len(data[image_key]), f"tfds:{name}:{split}")
-    feature = builder.info.features[label_key]
-    num_classes = getattr(feature, "num_classes", None) or int(labels.max()) + 1
-  return np.asarray(data[image_key]), labels, num_classes
+  from stolen_jax.data import tfds_reader  # With or without TensorFlow.
+  return tfds_reader.load(name, split, data_dir, image_key, label_key, download)
 
 
 def resize_images(images: np.ndarray, image_size: int, chunk: int = 2048) -> np.ndarray:
