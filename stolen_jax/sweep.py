@@ -249,6 +249,11 @@ def run(config, workdir: str) -> dict:
   md = write(workdir, table, config) if parallel.is_main() else ""
   if parallel.is_main():
     print("\n" + md)
+    if config.sweep.get("doc"):
+      from stolen_jax import docs
+      path = docs.write_section(config.sweep.doc, config.sweep.doc_section or config.sweep.axes,
+                                md, workdir)
+      print(f"wrote its section of {path}")
   return {"rows": table, "cells": len(cell_list), "seeds": seeds, "computed": computed}
 
 
@@ -279,7 +284,9 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
       out["utility_cosine"], _ = _mean_std([r.get("utility_cosine") for r in runs])
     out["cell_seconds"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
     value_key = ",".join(str(g["overrides"][k]) for k in axis_keys)
-    if value_key in paper:
+    # The paper's figures stand only beside the downstream set they were measured on.
+    on = str(config.sweep.get("paper_dataset", "") or "").lower()
+    if value_key in paper and (not on or on in g["dataset"].lower()):
       out["paper_ta"], out["paper_sa"] = paper[value_key]
     table.append(out)
   return table
@@ -386,8 +393,13 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
 def sweep_block():
   """Defaults of ``config.sweep``."""
   import ml_collections
-  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", note="",
-                                        stack_steals="auto", max_stack=8))
+  # paper: the paper's TA/SA per cell ('VALUE:TA/SA; ...'), shown beside rows whose downstream
+  # set's name contains paper_dataset (its tables' figures are on GTSRB; '' = every row).
+  # doc / doc_section: also write the table into that markdown file, in its own section
+  # (docs.write_section), so a results doc is written by the command it names.
+  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="",
+                                        paper_dataset="gtsrb", note="", stack_steals="auto",
+                                        max_stack=8, doc="", doc_section=""))
 
 
 __all__ = ["run", "cells", "parse_axes", "cell_config", "validate", "sweep_block", "UserError"]

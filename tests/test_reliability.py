@@ -254,3 +254,32 @@ def test_topk_above_the_feature_dimension_fails_before_pretraining():
   config.defense.name, config.defense.k = "topk", 100000
   with pytest.raises(ConfigError, match="exceeds the target's feature dimension"):
     jobs.validate(config)
+
+
+def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
+  from stolen_jax import pipeline
+
+  def fake_pipeline(cfg, workdir, **kw):
+    return {"rows": [{"dataset": ds, "ta": 0.5, "sa": 0.4, "queries": 10, "cost": 0.01,
+                      "cosine": 0.9, "agreement": 0.8} for ds in ("gtsrb", "mnist_npz")],
+            "stage_times": {"steal": "1s"}, "settings": {}, "context": {}}
+  monkeypatch.setattr(pipeline, "run", fake_pipeline)
+  config = defaults.base_config("sweep")
+  config.pretrain, config.steal = tiny_pretrain_block(), defaults.steal_block()
+  config.probe, config.sweep = defaults.probe_block(), sweep.sweep_block()
+  config.sweep.stack_steals = "off"
+  config.sweep.axes, config.sweep.paper = "steal.lambda_=0,20", "0.0:80.67/44.47; 20.0:80.67/79.43"
+  doc = tmp_path / "doc.md"
+  doc.write_text("# Results\n\nIntro kept.\n")
+  config.sweep.doc, config.sweep.doc_section = str(doc), "Fig. 2: lambda"
+  out = sweep.run(config, str(tmp_path / "w"))
+  rows = {r["dataset"]: r for r in out["rows"] if r["steal.lambda_"] == 20.0}
+  assert rows["gtsrb"]["paper_sa"] == 79.43 and "paper_sa" not in rows["mnist_npz"]
+  config.sweep.doc_section = "Table VI"
+  sweep.run(config, str(tmp_path / "w"))
+  config.sweep.doc_section = "Fig. 2: lambda"
+  sweep.run(config, str(tmp_path / "w"))  # Rewrites its own section, leaves the other.
+  text = doc.read_text()
+  assert text.startswith("# Results\n\nIntro kept.")
+  assert text.count("## Fig. 2: lambda") == 1 and text.count("## Table VI") == 1
+  assert text.index("## Fig. 2: lambda") < text.index("## Table VI")  # Replaced in place.
