@@ -23,24 +23,22 @@ def _to_python(value):
 
 def _clu_writer(logdir: str):
   """clu's default writer (TensorBoard through TensorFlow, and the log) where TensorFlow is
-  installed (``[tf]``); else TensorBoard through tensorboardX and the log; else None (the
-  console and metrics.jsonl still get every value)."""
+  installed (``[tf]``: clu's writers package imports it); else TensorBoard through
+  tensorboardX and the log (``tb_writer``); else None (the console and metrics.jsonl still
+  get every value)."""
   try:
+    import tensorflow  # noqa: F401  (clu.metric_writers imports it as it loads)
     from clu import metric_writers
-  except ImportError as e:
-    logging.warning("clu unavailable (%s); metrics go to the console and metrics.jsonl", e)
-    return None
-  try:
-    import tensorflow  # noqa: F401  (clu's summary writer needs it)
     return metric_writers.create_default_writer(logdir, asynchronous=False)
   except ImportError:
     pass
   try:
     from stolen_jax.tb_writer import TensorboardXWriter
-    return metric_writers.MultiWriter([metric_writers.LoggingWriter(), TensorboardXWriter(logdir)])
+    return TensorboardXWriter(logdir)
   except ImportError as e:
-    logging.warning("no TensorBoard writer (%s); metrics go to the log and metrics.jsonl", e)
-    return metric_writers.LoggingWriter()
+    logging.warning("no TensorBoard writer (%s); metrics go to the console and %s", e,
+                    os.path.join(logdir, "metrics.jsonl"))
+    return None
 
 
 class Writer:

@@ -1,26 +1,36 @@
-"""A clu ``MetricWriter`` that writes TensorBoard event files through tensorboardX, so metrics
-reach TensorBoard on an install without TensorFlow (``pip install stolen_jax`` is light;
-``[tf]`` adds TensorFlow for clu's own writer and for TFRecord-prepared TFDS datasets)."""
+"""TensorBoard event files through tensorboardX, so metrics reach TensorBoard on an install
+without TensorFlow (``pip install stolen_jax`` is light; ``[tf]`` adds TensorFlow for clu's
+own writer and for TFRecord-prepared TFDS datasets).
+
+The writer has clu's ``MetricWriter`` interface (every method, same signatures) without
+subclassing it: ``clu.metric_writers``'s package imports TensorFlow as it loads, so on the
+light install it cannot be imported at all. Like clu's default writer it also logs each
+scalar line.
+"""
 
 import json
 from typing import Any, Mapping, Optional
 
 import numpy as np
-from clu.metric_writers import interface
+from absl import logging
 
 
-class TensorboardXWriter(interface.MetricWriter):
-  """Scalars, images, texts, histograms and hparams as TensorBoard events (tensorboardX)."""
+class TensorboardXWriter:
+  """Scalars, images, texts, histograms and hparams as TensorBoard events (tensorboardX),
+  with clu's ``MetricWriter`` methods; scalars are logged too (as clu's LoggingWriter)."""
 
-  def __init__(self, logdir: str):
+  def __init__(self, logdir: str, log: bool = True):
     from tensorboardX import SummaryWriter
     self._writer = SummaryWriter(logdir=logdir)
+    self._log = log
 
   def write_summaries(self, step: int, values: Mapping[str, Any],
                       metadata: Optional[Mapping[str, Any]] = None):
     self.write_scalars(step, {k: v for k, v in values.items() if np.ndim(v) == 0})
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    if self._log:
+      logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.6g}" for k, v in scalars.items()))
     for key, value in scalars.items():
       self._writer.add_scalar(key, float(value), global_step=int(step))
 
