@@ -171,3 +171,12 @@ def test_a_missing_source_or_unknown_format_is_one_error(tmp_path):
     prepare.convert("cifar10", str(tmp_path / "nope.tar.gz"), str(tmp_path / "o.npz"))
   with pytest.raises(Exception, match="valid choices"):
     prepare.convert("cifar11", str(tmp_path), str(tmp_path / "o.npz"))
+
+
+def test_a_file_of_another_format_is_one_error_naming_it(tmp_path):
+  (tmp_path / "notes.txt").write_text("not a tarball")
+  with pytest.raises(DataError, match="cannot read .*notes.txt.* as cifar10"):
+    prepare.convert("cifar10", str(tmp_path / "notes.txt"), str(tmp_path / "o.npz"))
+  with pytest.raises(DataError, match="cannot read .* as stl10"):
+    prepare.convert("stl10", str(tmp_path / "notes.txt"), str(tmp_path / "o.npz"))
+  assert not (tmp_path / "o.npz").exists()

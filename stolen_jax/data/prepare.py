@@ -206,7 +206,14 @@ def convert(fmt: str, source: str, output: str, max_train: Optional[int] = None,
   if not os.path.exists(source):
     raise DataError(f"prepare.source={source!r} does not exist (the {fmt} file or folder as "
                     "its publisher distributes it)")
-  (x_train, y_train), (x_test, y_test) = FORMATS[fmt](source)
+  try:
+    (x_train, y_train), (x_test, y_test) = FORMATS[fmt](source)
+  except (DataError, ConfigError):
+    raise
+  except Exception as e:  # noqa: BLE001  (a file of another format, truncated, unreadable)
+    raise DataError(f"cannot read {source!r} as {fmt} ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:160] if str(e) else 'unreadable'}); give the "
+                    f"file or folder its publisher distributes (README \"Data\")") from None
   x_train, y_train = _subset(x_train, y_train, max_train, seed)
   x_test, y_test = _subset(x_test, y_test, max_test, seed + 1)
   arrays = {}
