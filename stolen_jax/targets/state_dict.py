@@ -81,6 +81,10 @@ def check(found: Mapping[str, np.ndarray], expected: Mapping[str, tuple], arch: 
   lines = [f"{k}: missing (expected shape {tuple(expected[k])})" for k in missing[:8]]
   lines += [f"{k}: shape {tuple(s)}, expected {tuple(e)}" for k, s, e in wrong[:8]]
   more = len(missing) + len(wrong) - len(lines)
+  if len(missing) == len(expected) and found:
+    # Nothing matched: say what the file does hold, so the right NAME can be chosen.
+    lines.insert(0, f"the file's tensors are named like {sorted(found)[:4]}: another "
+                    "architecture than NAME in import:NAME:PATH?")
   raise CheckpointError(
       f"the weights (found at {where}) do not fit {arch}: {len(missing)} missing and {len(wrong)} "
       f"mismatched of {len(expected)} tensors; " + "; ".join(lines)
