@@ -173,6 +173,9 @@ def test_preflight_lists_every_missing_dataset_in_seconds(tmp_path):
     jobs.run(config, str(tmp_path / "w"))
   text = str(e.value)
   assert "cifar10" in text and "nope.npz" in text and "/no/such/folder" in text
+  # Every missing dataset's line says how to make it, with a command that works here.
+  assert "--config.prepare.format=cifar10" in text
+  assert f"--config.prepare.output={tmp_path}/nope.npz" in text
   assert not (tmp_path / "w").exists()
 
 

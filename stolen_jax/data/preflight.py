@@ -34,7 +34,10 @@ def _check_npz(path: str, split: str) -> Optional[str]:
   import numpy as np
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
-    return f"npz file {path!r} does not exist"
+    return (f"npz file {path!r} does not exist; make it from the dataset's official file with "
+            f"python -m stolen_jax.main --config=configs/prepare.py --config.prepare.format=FORMAT "
+            f"--config.prepare.source=FILE_OR_DIR --config.prepare.output={path} "
+            "(README \"Data\" lists the formats and where each file is published)")
   name, _ = sources.parse_split(split)
   try:
     with np.load(path, allow_pickle=False) as data:
