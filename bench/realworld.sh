@@ -2,8 +2,8 @@
 # Writes docs/results/realworld.md: the packaged ImageNet EfficientNet-Lite0 stolen on real
 # data (configs/realworld/efficientnet_lite0.py), one factor at a time around the base cell
 # to show what limits SA/TA at this scale: a 4x larger surrogate set, 3x the epochs, and
-# the stolen encoder at 64 px instead of 32 (one sweep in one workdir: the target's probe
-# features are computed once).
+# the stolen encoder at 64 px instead of 32, probed at 64 px too (one sweep in one workdir:
+# the target's probe features at a given size are computed once).
 #   bash bench/realworld.sh DATA_DIR [WORKDIR]     (DATA_DIR holds tinyimagenet32.npz,
 #                                                   cifar10.npz, mnist.npz)
 set -euo pipefail
@@ -12,7 +12,7 @@ WORK=${2:-workdir/realworld_sweep}
 OUT=${OUT_MD:-docs/results/realworld.md}
 CMD=(python -m stolen_jax.main --config=configs/realworld/efficientnet_lite0.py --workdir="$WORK"
      --config.job=sweep --config.sweep.mode=zip
-     "--config.sweep.axes=steal.surrogate_size=500,2000,500,500;steal.epochs=30,30,90,30;steal.image_size=32,32,32,64"
+     "--config.sweep.axes=steal.surrogate_size=500,2000,500,500;steal.epochs=30,30,90,30;steal.image_size=32,32,32,64;probe.image_size=32,32,32,64"
      --config.steal.surrogate="npz:$DATA/tinyimagenet32.npz"
      --config.probe.datasets="npz:$DATA/cifar10.npz,npz:$DATA/mnist.npz")
 START=$(date +%s)
@@ -26,7 +26,7 @@ table = open(os.path.join(work, "results.md")).read()
 import jax
 cells = {}
 for r in rows:
-  key = (r["steal.surrogate_size"], r["steal.epochs"], r["steal.image_size"])
+  key = (r["steal.surrogate_size"], r["steal.epochs"], r["steal.image_size"])  # probe size follows
   cells.setdefault(key, {})[r["dataset"]] = r
 base = cells[(500, 30, 32)]
 def ratio(cell):
@@ -35,7 +35,7 @@ lines = []
 b = ratio(base)
 for key, what in (((2000, 30, 32), "4x the surrogate set (2,000 queries)"),
                   ((500, 90, 32), "3x the steal epochs"),
-                  ((500, 30, 64), "the stolen encoder at 64 px")):
+                  ((500, 30, 64), "the stolen encoder at 64 px (probed at 64 px; TA then too)")):
   if key in cells:
     r = ratio(cells[key])
     lines.append(f"- {what}: SA/TA " + ", ".join(

@@ -157,6 +157,14 @@ def _is_structure_mismatch(e: Exception) -> bool:
   return any(s in text for s in ("tree structure", "structure", "shape", "mismatch", "missing"))
 
 
+def find_stage_dirs(root: str) -> list[str]:
+  """Keyed stage directories directly under ``root`` (those with a ``stage.json``)."""
+  if not os.path.isdir(root):
+    return []
+  return [os.path.join(root, d) for d in sorted(os.listdir(root))
+          if os.path.isfile(os.path.join(root, d, "stage.json"))]
+
+
 def _resolve(path: str) -> tuple[str, list[int]]:
   """A manager directory (its steps, newest first), from a manager directory, a step
   directory, a stage directory, or a stage root holding one keyed stage."""
@@ -165,8 +173,7 @@ def _resolve(path: str) -> tuple[str, list[int]]:
     raise CheckpointError(f"checkpoint path {path!r} does not exist")
   if not os.path.isdir(path):
     raise CheckpointError(f"checkpoint path {path!r} is a file, not a checkpoint directory")
-  from stolen_jax import stages
-  keyed = stages.find_stage_dirs(path)
+  keyed = find_stage_dirs(path)
   if keyed and not os.path.isdir(os.path.join(path, "checkpoints")):
     with_ckpt = [d for d in keyed if os.path.isdir(os.path.join(d, "checkpoints"))]
     if len(with_ckpt) == 1:

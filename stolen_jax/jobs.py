@@ -106,7 +106,11 @@ def validate(config) -> None:
     if config.get("sweep") is None:
       from stolen_jax.errors import ConfigError
       raise ConfigError("job 'sweep' needs a config.sweep block (axes, mode, seeds)")
-    sweep.validate(config)  # Every cell, before anything runs.
+    if not list(config.sweep.seeds):
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("sweep.seeds is empty")
+    for overrides in sweep.cells(config):  # Every cell, before anything runs.
+      validate(sweep.cell_config(config, overrides, list(config.sweep.seeds)[0]))
   if config.get("probe") is not None and _uses(config, "probe"):
     from stolen_jax import probe
     probe.validate_settings(config.probe)

@@ -226,7 +226,5 @@ def open_stage(workdir: str, name: str, settings: dict, upstream: Optional[dict]
 
 def find_stage_dirs(root: str) -> list[str]:
   """Keyed stage directories directly under ``root`` (those with a ``stage.json``)."""
-  if not os.path.isdir(root):
-    return []
-  return [os.path.join(root, d) for d in sorted(os.listdir(root))
-          if os.path.isfile(os.path.join(root, d, "stage.json"))]
+  from stolen_jax import checkpoint
+  return checkpoint.find_stage_dirs(root)

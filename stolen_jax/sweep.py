@@ -135,17 +135,6 @@ def cell_key(cfg) -> str:
       "seed": cfg.seed})
 
 
-def validate(config) -> None:
-  """Checks the sweep block and every cell's config before any stage runs."""
-  from stolen_jax import jobs
-  cell_list = cells(config)
-  seeds = list(config.sweep.seeds)
-  if not seeds:
-    raise ConfigError("sweep.seeds is empty")
-  for overrides in cell_list:
-    jobs.validate(cell_config(config, overrides, seeds[0]))
-
-
 def _mean_std(values):
   values = [v for v in values if v is not None]
   if not values:
@@ -402,4 +391,4 @@ def sweep_block():
                                         max_stack=8, doc="", doc_section=""))
 
 
-__all__ = ["run", "cells", "parse_axes", "cell_config", "validate", "sweep_block", "UserError"]
+__all__ = ["run", "cells", "parse_axes", "cell_config", "sweep_block", "UserError"]

@@ -77,9 +77,9 @@ def _check_tfds(name: str, split: str, data_dir) -> Optional[str]:
   except Exception as e:
     return f"TFDS has no dataset {name!r} ({str(e).splitlines()[0][:160]})"
   base_split = split.split("[")[0].split("+")[0].strip()
-  from stolen_jax.data import tfds_reader
+  from stolen_jax.data import hints, tfds_reader
   if not tfds_reader.tensorflow_available() and not tfds_reader._is_array_record(builder):
-    return tfds_reader.needs_tensorflow(name, builder.data_dir_root)
+    return hints.needs_tensorflow(name, builder.data_dir_root)
   if builder.is_prepared():
     if builder.info.splits and base_split not in builder.info.splits:
       return f"TFDS {name} has no split {base_split!r} (it has {sorted(builder.info.splits)})"
@@ -94,24 +94,7 @@ def _check_tfds(name: str, split: str, data_dir) -> Optional[str]:
   return None  # Downloadable: tfds.load prepares it.
 
 
-# TFDS names -> job=prepare formats (README "Data": where each official file is published).
-PREPARE_FORMATS = {"cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist",
-                   "fashion_mnist": "fashion_mnist", "svhn_cropped": "svhn", "stl10": "stl10",
-                   "gtsrb": "gtsrb", "imagenet_resized/32x32": "imagenet32",
-                   "imagenet_resized/64x64": "imagenet64", "downsampled_imagenet/32x32": "imagenet32"}
-
-
-def prepare_hint(name: str) -> str:
-  """How to make the dataset ``name`` from its official file, as a command that works here."""
-  fmt = PREPARE_FORMATS.get(name.split(":")[0])
-  if fmt is None:
-    return (f"prepare it where TFDS can download it (tfds.builder('{name}', data_dir=DIR)"
-            ".download_and_prepare()) and pass its data_dir, or use an npz:/folder: dataset")
-  slug = fmt
-  return (f"make it from its official file: python -m stolen_jax.main --config=configs/prepare.py "
-          f"--config.prepare.format={fmt} --config.prepare.source=FILE_OR_DIR "
-          f"--config.prepare.output=data/{slug}.npz, then name npz:data/{slug}.npz instead of "
-          f"tfds:{name} (README \"Data\": where the file is published)")
+from stolen_jax.data.hints import PREPARE_FORMATS, prepare_hint  # noqa: E402,F401
 
 
 def check_one(spec: str, split: str, data_dir=None) -> Optional[str]:

@@ -12,21 +12,14 @@ import importlib.util
 
 import numpy as np
 
+from stolen_jax.data import hints
+from stolen_jax.data.labels import check_labels
 from stolen_jax.errors import ConfigError, DataError
 
 
 def tensorflow_available() -> bool:
   """Whether TensorFlow can be imported (without importing it)."""
   return importlib.util.find_spec("tensorflow") is not None
-
-
-def needs_tensorflow(name: str, data_dir_root) -> str:
-  """Why a TFDS dataset cannot be read on this install, and the three ways on."""
-  from stolen_jax.data.preflight import prepare_hint
-  return (f"TFDS dataset {name!r} is not prepared as ArrayRecord in data_dir={str(data_dir_root)!r}, "
-          f"and reading TFRecord or downloading needs TensorFlow: pip install 'stolen_jax[tf]', "
-          f"or prepare it with `tfds build {name} --file_format=array_record`, or "
-          f"{prepare_hint(name)}")
 
 
 def _is_array_record(builder) -> bool:
@@ -58,7 +51,7 @@ def _from_data_source(tfds, name, split, data_dir, image_key, label_key) -> dict
 
 
 def _from_load(tfds, name, split, data_dir, download, builder, image_key) -> dict:
-  from stolen_jax.data.preflight import prepare_hint
+  from stolen_jax.data.hints import prepare_hint
   try:
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
   except ValueError as e:  # Bad split names surface here.
@@ -82,7 +75,6 @@ def _from_load(tfds, name, split, data_dir, download, builder, image_key) -> dic
 def load(name: str, split: str, data_dir, image_key: str, label_key: str, download: bool):
   """(images, labels or None, num_classes or None) of a TFDS split."""
   import tensorflow_datasets as tfds
-  from stolen_jax.data import sources
   if name.split("/")[0].split(":")[0] == "gtsrb":
     from stolen_jax.data import gtsrb  # noqa: F401  (registers the builder with TFDS)
   try:
@@ -92,13 +84,13 @@ def load(name: str, split: str, data_dir, image_key: str, label_key: str, downlo
   if _is_array_record(builder):
     data = _from_data_source(tfds, name, split, data_dir, image_key, label_key)
   elif not tensorflow_available():
-    raise DataError(needs_tensorflow(name, builder.data_dir_root))
+    raise DataError(hints.needs_tensorflow(name, builder.data_dir_root))
   else:
     data = _from_load(tfds, name, split, data_dir, download, builder, image_key)
   labels = data.get(label_key)
   num_classes = None
   if labels is not None:
-    labels = sources.check_labels(labels, len(data[image_key]), f"tfds:{name}:{split}")
+    labels = check_labels(labels, len(data[image_key]), f"tfds:{name}:{split}")
     feature = builder.info.features[label_key]
     num_classes = getattr(feature, "num_classes", None) or int(labels.max()) + 1
   return np.asarray(data[image_key]), labels, num_classes
