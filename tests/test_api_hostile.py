@@ -97,15 +97,17 @@ def test_a_chunked_body_without_length_is_answered_413_at_the_limit(tmp_path):
 
 
 def test_burst_is_capped_and_survives_a_restart(tmp_path):
-  app, ledger = _app(tmp_path)
-  key = ledger.add_key("slow", budget=None, rate_per_s=4)
+  # 0.5 images/s with an 8-second burst: 4 images at once, and a restart within 8 s cannot
+  # have refilled the bucket (the test does not depend on how fast the restart is).
+  app, ledger = _app(tmp_path, burst_s=8)
+  key = ledger.add_key("slow", budget=None, rate_per_s=0.5)
   with ThreadServer(app) as url:
     big = _post(url, key, _npy(_images(8)), idem="big")
-    assert big.status_code == 413 and "burst of 4 images" in big.json()["error"]
+    assert big.status_code == 413 and "burst of 4 images" in big.json()["error"], big.text
     assert _post(url, key, _npy(_images(4)), idem="a").status_code == 200
     assert httpx.get(url + "/v1/account", headers={"Authorization": f"Bearer {key}"}).json()[
         "burst"] == 4
-  restarted, _ = _app(tmp_path)  # Same ledger file: the bucket is where it was.
+  restarted, _ = _app(tmp_path, burst_s=8)  # Same ledger file: the bucket is where it was.
   with ThreadServer(restarted) as url:
     r = _post(url, key, _npy(_images(4, 1)), idem="b")
     assert r.status_code == 429, "a restart must not grant a fresh burst"
