@@ -217,7 +217,7 @@ def validate_settings(cfg) -> None:
   """Checks the attack's names and values (before any stage runs or any query is paid)."""
   choose("steal.variant", cfg.variant, VARIANTS)
   choose("steal.distance", cfg.distance, losses.DISTANCES)
-  choose("steal.reduction", cfg.reduction, ("mean", "sum"))
+  choose("steal.reduction", cfg.reduction, losses.REDUCTIONS)
   choose("steal.bn_passes", cfg.bn_passes, ("separate", "joint"))
   if not np.isfinite(cfg.lambda_) or cfg.lambda_ < 0:
     raise ConfigError(f"steal.lambda_={cfg.lambda_} must be a finite number >= 0")

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,3 +35,11 @@ def test_distances_hand_computed():
 def test_unknown_distance():
   with pytest.raises(ConfigError, match="cosine"):
     losses.distance("l3", jnp.zeros((1, 2)), jnp.zeros((1, 2)))
+
+
+def test_official_reduction_sums_l2_and_l1_and_averages_cosine():
+  a = jax.random.normal(jax.random.PRNGKey(0), (8, 5))
+  b = jax.random.normal(jax.random.PRNGKey(1), (8, 5))
+  for name, kind in (("l2", "sum"), ("l1", "sum"), ("cosine", "mean")):
+    np.testing.assert_allclose(losses.distance(name, a, b, "official"),
+                               losses.distance(name, a, b, kind), rtol=1e-6)
