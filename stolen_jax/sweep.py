@@ -266,6 +266,7 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
     out["sa_over_ta"], out["sa_over_ta_std"] = _mean_std(
         [r["sa"] / r["ta"] if r.get("ta") else None for r in runs])
     out["queries"] = runs[0]["queries"]
+    out["num_test"] = runs[0].get("num_test")  # What a probe's accuracy is measured on.
     out["cost"] = runs[0].get("cost")
     out["failed"] = any(r.get("failed") for r in runs)
     if any("ta_undefended" in r for r in runs):
