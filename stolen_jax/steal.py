@@ -19,7 +19,7 @@ import functools
 import json
 import os
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,162 @@
+"""A sweep's table: one row per (cell, downstream set) with mean ± std over seeds, the
+paper's figures beside the set they were measured on, and results.{md,csv,json,png}."""
+
+import csv
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+from stolen_jax import stages
+from stolen_jax.errors import ConfigError
+
+
+def _mean_std(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return None, None
+  return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def _fmt(mean, std, pct=True):
+  if mean is None:
+    return ""
+  scale = 100 if pct else 1
+  digits = 2 if pct else 4
+  text = f"{mean * scale:.{digits}f}"
+  return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
+
+
+def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
+  """One row per (cell, downstream set): mean and std over seeds."""
+  groups: dict = {}
+  for rec in results:
+    for row in rec["rows"]:
+      gk = (json.dumps(rec["overrides"], sort_keys=True), row["dataset"])
+      groups.setdefault(gk, {"overrides": rec["overrides"], "dataset": row["dataset"], "runs": []})
+      groups[gk]["runs"].append({**row, "seconds": rec["seconds"],
+                                 "steal_time": rec["stage_times"].get("steal")})
+  paper = _paper(config)
+  table = []
+  for g in groups.values():
+    runs = g["runs"]
+    out = {**{k: g["overrides"][k] for k in axis_keys}, "dataset": g["dataset"],
+           "seeds": len(runs)}
+    for name in ("ta", "sa", "cosine", "agreement"):
+      out[name], out[f"{name}_std"] = _mean_std([r.get(name) for r in runs])
+    out["sa_over_ta"], out["sa_over_ta_std"] = _mean_std(
+        [r["sa"] / r["ta"] if r.get("ta") else None for r in runs])
+    out["queries"] = runs[0]["queries"]
+    out["num_test"] = runs[0].get("num_test")  # What a probe's accuracy is measured on.
+    out["cost"] = runs[0].get("cost")
+    out["failed"] = any(r.get("failed") for r in runs)
+    if any("ta_undefended" in r for r in runs):
+      out["ta_undefended"], _ = _mean_std([r.get("ta_undefended") for r in runs])
+      out["utility_cosine"], _ = _mean_std([r.get("utility_cosine") for r in runs])
+    out["cell_seconds"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
+    value_key = ",".join(str(g["overrides"][k]) for k in axis_keys)
+    # The paper's figures stand only beside the downstream set they were measured on.
+    on = str(config.sweep.get("paper_dataset", "") or "").lower()
+    if value_key in paper and (not on or on in g["dataset"].lower()):
+      out["paper_ta"], out["paper_sa"] = paper[value_key]
+    table.append(out)
+  return table
+
+
+def _paper(config) -> dict:
+  """The paper's (TA, SA) per cell label, from ``sweep.paper`` ('v:ta/sa; v:ta/sa')."""
+  spec = config.sweep.get("paper") or ""
+  out = {}
+  for part in [p for p in spec.split(";") if p.strip()]:
+    value, _, nums = part.rpartition(":")
+    ta, _, sa = nums.partition("/")
+    try:
+      out[value.strip()] = (float(ta) if ta.strip() else None, float(sa) if sa.strip() else None)
+    except ValueError:
+      raise ConfigError(f"bad sweep.paper entry {part!r}: expected VALUE:TA/SA") from None
+  return out
+
+
+def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
+  """results.{md,csv,json} and, for one axis (``axis_keys``), results.png; returns the
+  markdown."""
+  has_paper = any("paper_sa" in r for r in table)
+  has_defense = any("ta_undefended" in r for r in table)
+  seeds = len(config.sweep.seeds)
+  header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "Cost ($)",
+                        "cos(f_t, f_s)"]
+  if has_defense:
+    header += ["TA undefended (%)", "TA drop (pts)", "cos(defended, clean)"]
+  if has_paper:
+    header += ["paper TA (%)", "paper SA (%)"]
+  header += ["cell s"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  for r in table:
+    cells_ = [str(r[k]) for k in axis_keys] + [
+        r["dataset"] + (" (FAILED)" if r["failed"] else ""), _fmt(r["ta"], r["ta_std"]),
+        _fmt(r["sa"], r["sa_std"]), _fmt(r["sa_over_ta"], r["sa_over_ta_std"]), str(r["queries"]),
+        "" if r.get("cost") is None else f"{r['cost']:g}", _fmt(r["cosine"], r["cosine_std"], pct=False)]
+    if has_defense:
+      drop = (None if r.get("ta_undefended") is None or r["ta"] is None
+              else r["ta_undefended"] - r["ta"])
+      cells_ += [_fmt(r.get("ta_undefended"), None), _fmt(drop, None),
+                 _fmt(r.get("utility_cosine"), None, pct=False)]
+    if has_paper:
+      cells_ += ["" if r.get("paper_ta") is None else f"{r['paper_ta']:.2f}",
+                 "" if r.get("paper_sa") is None else f"{r['paper_sa']:.2f}"]
+    cells_ += [str(r["cell_seconds"])]
+    lines.append("| " + " | ".join(cells_) + " |")
+  lines.append("")
+  lines.append(f"Sweep: {config.sweep.axes} ({config.sweep.mode}); seeds {list(config.sweep.seeds)}"
+               + (" (mean ± std)" if seeds > 1 else ""))
+  if config.sweep.get("note"):
+    lines.append(config.sweep.note)
+  if len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
+    lines.append("")
+    lines.append("![TA and SA](results.png)")
+  md = "\n".join(lines) + "\n"
+  with open(os.path.join(workdir, "results.md.tmp"), "w") as f:
+    f.write(md)
+  os.replace(os.path.join(workdir, "results.md.tmp"), os.path.join(workdir, "results.md"))
+  fields = sorted({k for r in table for k in r}, key=lambda k: (k not in axis_keys, k))
+  with open(os.path.join(workdir, "results.csv.tmp"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in table:
+      w.writerow(r)
+  os.replace(os.path.join(workdir, "results.csv.tmp"), os.path.join(workdir, "results.csv"))
+  stages.write_json_atomic(os.path.join(workdir, "results.json"),
+                           {"axes": config.sweep.axes, "rows": table}, indent=2)
+  return md
+
+
+def _plot(workdir: str, table: list[dict], axis: str) -> bool:
+  """TA and SA against the swept value, one line pair per downstream set (PNG)."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    logging.warning("matplotlib is not installed: no plot")
+    return False
+  values = list(dict.fromkeys(r[axis] for r in table))
+  numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+  fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+  for dataset in dict.fromkeys(r["dataset"] for r in table):
+    rows = {r[axis]: r for r in table if r["dataset"] == dataset}
+    xs = values if numeric else list(range(len(values)))
+    for key, style, name in (("ta", "--", "TA"), ("sa", "-", "SA")):
+      ys = [100 * rows[v][key] if v in rows and rows[v][key] is not None else np.nan for v in values]
+      errs = [100 * (rows[v].get(f"{key}_std") or 0) if v in rows else 0 for v in values]
+      ax.errorbar(xs, ys, yerr=errs, fmt=style + "o", ms=3, capsize=2, label=f"{name} {dataset}")
+  if not numeric:
+    ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20)
+  ax.set_xlabel(axis)
+  ax.set_ylabel("accuracy (%)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "results.png"))
+  plt.close(fig)
+  return True
