@@ -31,7 +31,6 @@ import io
 import json
 import os
 import re
-import time
 from typing import Optional
 
 import numpy as np
@@ -143,7 +142,6 @@ class AdapterService:
             "cost": round(self.queries_used * self.price_per_1000 / 1000, 6)}
 
   def _request(self, images: np.ndarray):
-    import httpx
     fmt = self.spec.get("image_format", "png")
     if self.spec.get("encoding", "json_base64") == "multipart":
       field = self.spec.get("field", "files")
@@ -153,27 +151,15 @@ class AdapterService:
       items = [_fill(self.spec.get("item", "$IMAGE"), base64.b64encode(_encode(im, fmt)).decode())
                for im in images]
       kw = {"json": _fill(copy.deepcopy(self.spec.get("body", {"images": "$ITEMS"})), items=items)}
-    delay = self.backoff
-    for attempt in range(self.retries + 1):
-      try:
-        r = self._client.post(self.spec["url"], **kw)
-      except httpx.TransportError as e:
-        if attempt == self.retries:
-          raise UserError(f"the API at {self.spec['url']} did not answer ({type(e).__name__})") from None
-        time.sleep(delay)
-        delay = min(2 * delay, 5.0)
-        continue
-      if (r.status_code == 429 or r.status_code >= 500) and attempt < self.retries:
-        time.sleep(min(float(r.headers.get("retry-after", delay)), 30.0))
-        delay = min(2 * delay, 5.0)
-        continue
-      if r.status_code == 402:
-        from stolen_jax.eaas.service import QueryBudgetExceeded
-        raise QueryBudgetExceeded(f"the API refused (402): {r.text[:200]}")
-      if r.status_code != 200:
-        raise UserError(f"the API at {self.spec['url']} answered HTTP {r.status_code}: {r.text[:200]}")
-      return r
-    raise UserError(f"the API at {self.spec['url']} kept failing")
+    from stolen_jax.eaas.client import send_with_retries
+    r = send_with_retries(lambda: self._client.post(self.spec["url"], **kw), self.spec["url"],
+                          self.retries, self.backoff)
+    if r.status_code == 402:
+      from stolen_jax.eaas.service import QueryBudgetExceeded
+      raise QueryBudgetExceeded(f"the API refused (402): {r.text[:200]}")
+    if r.status_code != 200:
+      raise UserError(f"the API at {self.spec['url']} answered HTTP {r.status_code}: {r.text[:200]}")
+    return r
 
   def query(self, images: np.ndarray, record: Optional[dict] = None, journal=None) -> np.ndarray:
     """One request for ``images`` (at most ``max_batch``): their vectors, journaled and then

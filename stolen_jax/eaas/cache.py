@@ -23,7 +23,7 @@ import os
 import numpy as np
 from absl import logging
 
-from stolen_jax.eaas.rows import (_describe, _ranges, fingerprint, format_rows,  # noqa: F401
+from stolen_jax.eaas.rows import (_describe, _ranges, fingerprint,  # noqa: F401  (eaas.cache.fingerprint)
                                   read_features, read_header, row_checksums)
 from stolen_jax.errors import DataError
 
@@ -116,27 +116,26 @@ class FeatureCache:
       if os.path.exists(self.base + ".features.npy") and self._rebuild_meta("missing"):
         self._open_existing()
       return
-    if os.path.exists(meta_path):
-      try:
-        with open(meta_path) as f:
-          meta = json.load(f)
-        if not isinstance(meta, dict) or "num_examples" not in meta or "feature_dim" not in meta:
-          raise ValueError("incomplete")
-      except ValueError:
-        meta = None
-      if meta is None:
-        if self._rebuild_meta("damaged"):
-          self._open_existing()
-        return
-      old_key = meta.get("key", {"images": meta.get("fingerprint")})
-      if old_key != self.key or meta["num_examples"] != self.num_examples:
-        what = [k for k in sorted(set(old_key) | set(self.key)) if old_key.get(k) != self.key.get(k)]
-        raise DataError(
-            f"the query cache {self.base}.* holds answers for other {', '.join(what) or 'sizes'} "
-            f"({_describe(old_key)}; this run: {_describe(self.key)}); its answers are not valid "
-            "here. Use another workdir, or delete the cache (its answers were paid for)")
-      self.feature_dim = meta["feature_dim"]
-      self._open_existing()
+    try:
+      with open(meta_path) as f:
+        meta = json.load(f)
+      if not isinstance(meta, dict) or "num_examples" not in meta or "feature_dim" not in meta:
+        raise ValueError("incomplete")
+    except ValueError:
+      meta = None
+    if meta is None:
+      if self._rebuild_meta("damaged"):
+        self._open_existing()
+      return
+    old_key = meta.get("key", {"images": meta.get("fingerprint")})
+    if old_key != self.key or meta["num_examples"] != self.num_examples:
+      what = [k for k in sorted(set(old_key) | set(self.key)) if old_key.get(k) != self.key.get(k)]
+      raise DataError(
+          f"the query cache {self.base}.* holds answers for other {', '.join(what) or 'sizes'} "
+          f"({_describe(old_key)}; this run: {_describe(self.key)}); its answers are not valid "
+          "here. Use another workdir, or delete the cache (its answers were paid for)")
+    self.feature_dim = meta["feature_dim"]
+    self._open_existing()
 
   def _open_existing(self):
     """Reads the features file as far as it is intact and keeps only rows whose checksum

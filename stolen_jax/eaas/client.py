@@ -24,6 +24,32 @@ from stolen_jax.eaas.service import QueryLog
 from stolen_jax.errors import UserError
 
 
+def send_with_retries(send, url: str, retries: int, backoff_s: float):
+  """``send()``'s response, retried with exponential backoff on connection errors, 429 and
+  5xx (honouring ``Retry-After``, at most 30 s); a UserError when it never got through.
+  Shared by our API's client and the third-party adapter."""
+  import httpx
+  delay = backoff_s
+  for attempt in range(retries + 1):
+    try:
+      r = send()
+    except httpx.TransportError as e:  # Connection refused/reset, timeout: retry.
+      if attempt == retries:
+        raise UserError(f"the API at {url} did not answer after {attempt + 1} tries "
+                        f"({type(e).__name__})") from None
+      time.sleep(delay)
+      delay = min(delay * 2, 5.0)
+      continue
+    if r.status_code == 429 or r.status_code >= 500:
+      if attempt == retries:
+        break
+      time.sleep(min(float(r.headers.get("retry-after", delay)), 30.0))
+      delay = min(delay * 2, 5.0)
+      continue
+    return r
+  raise UserError(f"the API at {url} kept failing: HTTP {r.status_code} {r.text[:200]}")
+
+
 class HTTPService:
   """Queries ``url`` (``http(s)://HOST:PORT``) with ``api_key``."""
 
@@ -50,27 +76,8 @@ class HTTPService:
     self.queries_used = self.log.queries
 
   def _request(self, method: str, path: str, **kw):
-    import httpx
-    delay = self.backoff
-    for attempt in range(self.retries + 1):
-      try:
-        r = self._client.request(method, self.url + path, **kw)
-      except httpx.TransportError as e:  # Connection refused/reset, timeout: retry.
-        if attempt == self.retries:
-          raise UserError(f"the API at {self.url} did not answer after {attempt + 1} tries "
-                          f"({type(e).__name__})") from None
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
-        continue
-      if r.status_code == 429 or r.status_code >= 500:
-        if attempt == self.retries:
-          break
-        wait = float(r.headers.get("retry-after", delay))
-        time.sleep(min(wait, 30.0))
-        delay = min(delay * 2, 5.0)
-        continue
-      return r
-    raise UserError(f"the API at {self.url} kept failing: HTTP {r.status_code} {r.text[:200]}")
+    return send_with_retries(lambda: self._client.request(method, self.url + path, **kw),
+                             self.url, self.retries, self.backoff)
 
   def _check(self, r):
     if r.status_code == 200:
