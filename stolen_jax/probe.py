@@ -251,8 +251,7 @@ def run(config, workdir: str, mesh=None) -> dict:
     rows.append({"dataset": spec, "accuracy": result["accuracy"], "num_train": len(train),
                  "num_test": len(test), "seconds": round(time.perf_counter() - t0, 2),
                  "stage_dir": result["stage_dir"]})
-  summary = {"encoder": (os.path.abspath(cfg.encoder) if targets.kind(cfg.encoder) == "checkpoint"
-                         else cfg.encoder), "fingerprint": meta["fingerprint"],
+  summary = {"encoder": targets.absolute(cfg.encoder), "fingerprint": meta["fingerprint"],
              "arch": meta["arch"], "probe": probe_settings(cfg), "results": rows}
   stages.write_json_atomic(os.path.join(workdir, "probe", "summary.json"), summary, indent=2)
   if parallel.is_main():

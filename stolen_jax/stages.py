@@ -124,8 +124,12 @@ class Stage:
   record: dict  # {"settings": ..., "upstream": ...}
   workdir: str = ""
 
+  def _root(self) -> str:
+    """The workdir this stage was opened in (stage dirs are <workdir>/<stage>/<key>)."""
+    return os.path.abspath(self.workdir or os.path.dirname(os.path.dirname(self.dir)))
+
   def _relative_paths(self, summary: dict) -> dict:
-    root = os.path.abspath(self.workdir or os.path.dirname(os.path.dirname(self.dir)))
+    root = self._root()
     out = dict(summary)
     for k in PATH_FIELDS:
       v = out.get(k)
@@ -138,7 +142,7 @@ class Stage:
   def _resolve_paths(self, summary: Optional[dict]) -> Optional[dict]:
     if summary is None:
       return None
-    root = self.workdir or os.path.dirname(os.path.dirname(self.dir))
+    root = self._root()
     out = dict(summary)
     for k in PATH_FIELDS:
       v = out.get(k)

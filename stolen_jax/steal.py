@@ -401,8 +401,6 @@ def _query(op: _Opened, stage_dir: str) -> _Queried:
   if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
     op.http.key_prefix = f"{op.cache_key['images']}-"
     op.http.attach_log(os.path.join(op.query_stage.dir, "api_queries.jsonl"))
-    if getattr(op.http, "budget", None) is None and cfg.query_budget is not None:
-      op.http.budget = cfg.query_budget  # An adapter meters on this side.
     service = op.http
   else:
     service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget, defense=op.defense,
@@ -550,7 +548,7 @@ def _finish(op: _Opened, q: _Queried, result, model, mesh, seed: int, t_start: f
   paid = service.queries_used + (aug_service.queries_used if aug_service else 0)
   summary = {
       **attack_settings(cfg),
-      "target": os.path.abspath(cfg.target) if targets.kind(cfg.target) == "checkpoint" else cfg.target,
+      "target": targets.absolute(cfg.target),
       "target_fingerprint": op.target.meta["fingerprint"], "defense": op.defense.settings,
       "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(op.surrogate),
       "queries": paid, "queries_this_run": paid - q.paid_before,

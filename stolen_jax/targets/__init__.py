@@ -50,11 +50,16 @@ def is_remote(spec) -> bool:
   return kind(spec) in ("http", "adapter")
 
 
+def absolute(spec: str) -> str:
+  """``spec`` as summaries record it: a checkpoint path made absolute, other kinds as given."""
+  return os.path.abspath(spec) if kind(spec) == "checkpoint" else spec
+
+
 def describe(spec) -> dict:
   """The target's settings as results tables record them (paths made absolute)."""
   k = kind(spec)
   if k == "checkpoint":
-    return {"checkpoint": os.path.abspath(spec)}
+    return {"checkpoint": absolute(spec)}
   if k == "import":
     name, path = parse_import(spec)
     return {"import": name, "weights": path if path == "package" else os.path.abspath(path)}
