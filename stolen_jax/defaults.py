@@ -7,6 +7,8 @@ changes, so every setting has one home and the config files read like the paper'
 import ml_collections
 from ml_collections import config_dict
 
+from stolen_jax import attacks
+
 PAPER_PRETRAIN_AUGMENT = "crop,flip,jitter,grayscale"  # §V-A1 (SimCLR's own set)
 
 
@@ -52,10 +54,13 @@ def defense_block() -> ml_collections.ConfigDict:
   (k), ``round`` (decimals), ``noise`` (gaussian|uniform, scale), ``poison`` (Eq. 10: epsilon,
   norm l2|linf, PGD steps and step_size (0 = 2.5·ε/steps); its shadow stolen encoder is
   trained on ``shadow.dataset`` — default: the target's pretraining set — with the
-  attacker's steal settings, for ``shadow.epochs`` (default: the attacker's))."""
+  attacker's steal settings, for ``shadow.epochs`` (default: the attacker's)), ``b4b``
+  (per-account noise growing with coverage: ``b4b.bits``, ``scale``, ``saturation``,
+  ``power``)."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
+      b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
           num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int)))))
@@ -90,8 +95,11 @@ def steal_block() -> ml_collections.ConfigDict:
   (the code sums over the batch; with Adam the two differ only through Adam's epsilon),
   ``bn_passes='separate'`` (the code's one BatchNorm pass per view).
   """
+  # attack: a registered name (stolen_jax.attacks); its hyperparameters in steal.<name>.
+  blocks = {a.name: ml_collections.ConfigDict(dict(a.params))
+            for a in attacks.REGISTRY.values() if a.params}
   return ml_collections.ConfigDict(dict(
-      variant="stolenencoder",
+      attack=attacks.DEFAULT, **blocks, variant="stolenencoder",
       target=config_dict.placeholder(str),  # A checkpoint path, or http(s)://HOST:PORT of an API.
       api_key=config_dict.placeholder(str),  # For an HTTP target (or STOLEN_JAX_API_KEY).
       surrogate="tfds:imagenet_resized/32x32", surrogate_split="train",

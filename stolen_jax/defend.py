@@ -14,7 +14,13 @@ classifiers are also trained and tested using the perturbed feature vectors"):
              settings d, λ, A), answer f_t(x) + δ where δ maximises
              d(f_t(x)+δ, f'_s(x)) + λ·d(f_t(x)+δ, f'_s(A(x))) s.t. ‖δ‖_p ≤ ε (p = 2 or ∞), by
              projected gradient ascent on device (``steps`` steps of ``step_size``; 0 = 2.5·ε/
-             steps), keeping per example the best iterate, δ = 0 included.
+             steps), keeping per example the best iterate, δ = 0 included;
+* ``b4b``    Bucks for Buckets (Dubiński et al., NeurIPS 2023; ``eaas.b4b``): per-account
+             Gaussian noise growing with the share of the embedding space (LSH buckets) the
+             account's queries have covered — the attacker's surrogate set and the
+             customer's downstream probe are separate accounts. Coverage lives in the
+             service's memory, as on our HTTP server: a query stage resumed in a new process
+             starts its account afresh.
 
 Every defense is a pure jittable function of (features, per-image keys); the keys come from
 each image's content, so an answer does not depend on how requests are batched and the
@@ -33,7 +39,7 @@ import numpy as np
 from stolen_jax import losses
 from stolen_jax.errors import ConfigError, choose
 
-DEFENSES = ("none", "topk", "round", "noise", "poison")
+DEFENSES = ("none", "topk", "round", "noise", "poison", "b4b")
 NOISE_KINDS = ("gaussian", "uniform")
 NORMS = ("l2", "linf")
 
@@ -49,6 +55,10 @@ def settings(cfg) -> dict:
     return {"name": "round", "decimals": int(cfg.decimals)}
   if cfg.name == "noise":
     return {"name": "noise", "noise": cfg.noise, "scale": float(cfg.scale), "seed": int(cfg.seed)}
+  if cfg.name == "b4b":
+    b = cfg.b4b
+    return {"name": "b4b", "bits": int(b.bits), "scale": float(b.scale),
+            "saturation": float(b.saturation), "power": float(b.power), "seed": int(cfg.seed)}
   return {"name": "poison", "epsilon": float(cfg.epsilon), "norm": cfg.norm,
           "steps": int(cfg.steps), "step_size": float(cfg.step_size), "seed": int(cfg.seed)}
 
@@ -77,6 +87,14 @@ def validate(cfg, feature_dim: Optional[int] = None) -> None:
     choose("defense.noise", cfg.noise, NOISE_KINDS)
     if not np.isfinite(cfg.scale) or cfg.scale < 0:
       raise ConfigError(f"defense.scale={cfg.scale} must be >= 0")
+  elif cfg.name == "b4b":
+    b = cfg.b4b
+    if not isinstance(b.bits, int) or not 1 <= b.bits <= 24:
+      raise ConfigError(f"defense.b4b.bits={b.bits!r} must be an integer in [1, 24]")
+    for key in ("scale", "saturation", "power"):
+      if not np.isfinite(b[key]) or b[key] < 0 or (key == "saturation" and b[key] == 0):
+        raise ConfigError(f"defense.b4b.{key}={b[key]} must be a finite number "
+                          f"{'> 0' if key == 'saturation' else '>= 0'}")
   elif cfg.name == "poison":
     choose("defense.norm", cfg.norm, NORMS)
     if not np.isfinite(cfg.epsilon) or cfg.epsilon < 0:
@@ -191,12 +209,17 @@ def image_keys(seed: int, images: np.ndarray) -> jax.Array:
 
 @dataclasses.dataclass
 class Defense:
-  """A defense as the service applies it: ``defense(features, images) -> answers``."""
+  """A defense as the service applies it: ``defense(features, images) -> answers``
+  (``per_account``: ``fn`` also takes the asking account, e.g. B4B's coverage)."""
   name: str
   settings: dict
-  fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+  fn: Callable[..., np.ndarray]
+  per_account: bool = False
 
-  def __call__(self, features: np.ndarray, images: np.ndarray) -> np.ndarray:
+  def __call__(self, features: np.ndarray, images: np.ndarray,
+               account: str = "attacker") -> np.ndarray:
+    if self.per_account:
+      return np.asarray(self.fn(features, images, account), np.float32)
     return np.asarray(self.fn(features, images), np.float32)
 
 
@@ -220,6 +243,15 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
   if name == "noise":
     fn = jax.jit(functools.partial(add_noise, kind=s["noise"], scale=s["scale"]))
     return Defense(name, s, lambda f, images: fn(jnp.asarray(f), image_keys(s["seed"], images)))
+  if name == "b4b":
+    from stolen_jax.eaas import b4b as b4b_lib
+    if feature_dim is None:
+      raise ConfigError("defense 'b4b' needs the target's feature dimension")
+    tracker = b4b_lib.B4B(feature_dim, b4b_lib.B4BConfig(
+        bits=s["bits"], scale=s["scale"], saturation=s["saturation"], power=s["power"],
+        seed=s["seed"]))
+    return Defense(name, s, lambda f, images, account: tracker(account, f, images),
+                   per_account=True)
   if shadow is None:
     raise ConfigError("defense 'poison' needs the provider's shadow stolen encoder")
   perturb = jax.jit(functools.partial(

@@ -121,7 +121,7 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   # attacker's), so a defense perturbs TA's features exactly as it does the attacker's (§VII).
   target_service = eaas.QueryService(
       target.features_fn, defense=defense,
-      log_path=os.path.join(workdir, "probe", "target_api_queries.jsonl"))
+      log_path=os.path.join(workdir, "probe", "target_api_queries.jsonl"), account="customer")
   stolen_fn, stolen_meta = features.restore_features_fn(steal_summary["stage_dir"], mesh,
                                                      cfg.feature_batch_size)
   target_id = {"encoder": target.meta["fingerprint"], "defense": defense.settings}
@@ -138,7 +138,10 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
            "queries": steal_summary["queries"],
            "cost": round(steal_summary["queries"] * config.steal.price_per_1000 / 1000, 4),
            "cosine": fid["cosine_similarity"], "agreement": fid["agreement"], "num_train": len(train),
-           "num_test": len(test), "classes": int(train.num_classes or len(np.unique(train.labels)))}
+           "num_test": len(test), "classes": int(train.num_classes or len(np.unique(train.labels))),
+           # The attack's training cost and its fidelity on held-out images (the true target).
+           "train_s": steal_summary.get("train_s"), "train_gflops": steal_summary.get("train_gflops"),
+           "heldout_cosine": (steal_summary.get("heldout") or {}).get("stolen_cosine")}
     if defense.name != "none":
       # The honest customers' cost: the same probe on undefended answers.
       clean = probe.probe_stage(workdir, spec, target.features_fn,
@@ -155,7 +158,7 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
                        "test images)" if row["ta"] else f"{slug}: TA 0")
   times["probes"] = _seconds(t0)
   settings = {k: steal_summary.get(k) for k in (
-      "variant", "stolen_arch", "surrogate", "surrogate_size", "distance", "lambda",
+      "attack", "variant", "stolen_arch", "surrogate", "surrogate_size", "distance", "lambda",
       "normalize_features", "reduction", "bn_passes", "augment", "epochs") if k in steal_summary}
   context = {
       "target": target_table_settings(config, given, pretrain_summary),

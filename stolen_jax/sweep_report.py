@@ -45,6 +45,8 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
            "seeds": len(runs)}
     for name in ("ta", "sa", "cosine", "agreement"):
       out[name], out[f"{name}_std"] = _mean_std([r.get(name) for r in runs])
+    for name in ("heldout_cosine", "train_s", "train_gflops"):
+      out[name], out[f"{name}_std"] = _mean_std([r.get(name) for r in runs])
     out["sa_over_ta"], out["sa_over_ta_std"] = _mean_std(
         [r["sa"] / r["ta"] if r.get("ta") else None for r in runs])
     out["queries"] = runs[0]["queries"]
@@ -86,6 +88,9 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
   seeds = len(config.sweep.seeds)
   header = axis_keys + ["Downstream", "TA (%)", "SA (%)", "SA/TA (%)", "#Queries", "Cost ($)",
                         "cos(f_t, f_s)"]
+  has_cost = any(r.get("train_s") is not None for r in table)
+  if has_cost:
+    header += ["held-out cos", "train s", "GFLOPs"]
   if has_defense:
     header += ["TA undefended (%)", "TA drop (pts)", "cos(defended, clean)"]
   if has_paper:
@@ -97,6 +102,10 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
         r["dataset"] + (" (FAILED)" if r["failed"] else ""), _fmt(r["ta"], r["ta_std"]),
         _fmt(r["sa"], r["sa_std"]), _fmt(r["sa_over_ta"], r["sa_over_ta_std"]), str(r["queries"]),
         "" if r.get("cost") is None else f"{r['cost']:g}", _fmt(r["cosine"], r["cosine_std"], pct=False)]
+    if has_cost:
+      cells_ += [_fmt(r.get("heldout_cosine"), r.get("heldout_cosine_std"), pct=False),
+                 "" if r.get("train_s") is None else f"{r['train_s']:.1f}",
+                 "" if r.get("train_gflops") is None else f"{r['train_gflops']:.4g}"]
     if has_defense:
       drop = (None if r.get("ta_undefended") is None or r["ta"] is None
               else r["ta_undefended"] - r["ta"])

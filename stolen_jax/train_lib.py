@@ -144,6 +144,17 @@ def make_chunk_fn(step_fn: Callable, state_shardings=None, mesh=None) -> Callabl
                  out_shardings=(state_shardings, parallel.replicated(mesh)))
 
 
+def compiled_flops(compiled) -> float:
+  """The FLOPs XLA counts for one call of a compiled program (0 when it reports none)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001 — a backend without cost analysis: no figure, not a failure.
+    return 0.0
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0) or 0.0)
+
+
 @dataclasses.dataclass
 class FitResult:
   """What a training run reports back."""
@@ -154,6 +165,7 @@ class FitResult:
   steps_per_s: float
   images_per_s: float
   resumed_from_step: int
+  flops_per_step: float = 0.0  # XLA's cost analysis of the compiled step (0: not reported).
 
 
 def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_size: int,
@@ -200,7 +212,7 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
     idx = epoch_permutation(seed, epoch, num_examples, batch_size)
     return idx.reshape(steps_per_epoch // chunk, chunk, batch_size)
 
-  compile_s = 0.0
+  compile_s = flops_per_step = 0.0
   history = []
   train_s = 0.0
   steps_done = 0
@@ -212,6 +224,7 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
     shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
     run_chunk = make_chunk_fn(step_fn, shardings, mesh).lower(state, data, first).compile()
     compile_s = time.perf_counter() - t0
+    flops_per_step = compiled_flops(run_chunk) / chunk
     logging.info("%s: compiled a %d-step chunk in %.1f s; %d steps/epoch, %d epochs from %d",
                  name, chunk, compile_s, steps_per_epoch, epochs, start_epoch)
   progress = metrics_lib.Progress(total_steps, batch_size * images_per_example, resumed_from,
@@ -262,4 +275,4 @@ def fit(state: TrainState, step_fn: Callable, data, *, num_examples: int, batch_
   rate = steps_done / train_s if train_s else 0.0
   return FitResult(state=state, history=history, compile_s=compile_s, train_s=train_s,
                    steps_per_s=rate, images_per_s=rate * batch_size * images_per_example,
-                   resumed_from_step=resumed_from)
+                   resumed_from_step=resumed_from, flops_per_step=flops_per_step)

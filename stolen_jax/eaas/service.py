@@ -116,8 +116,10 @@ class QueryService:
   """
 
   def __init__(self, features_fn: FeaturesFn, *, budget: Optional[int] = None,
-               defense: Defense = identity_defense, log_path: Optional[str] = None):
+               defense: Defense = identity_defense, log_path: Optional[str] = None,
+               account: str = "attacker"):
     self._features_fn = features_fn
+    self.account = account  # Who asks: a per-account defense (B4B) answers each apart.
     self.budget = budget
     self.defense = defense
     self.log_path = log_path
@@ -142,8 +144,12 @@ class QueryService:
           f"query of {n} images refused: {self.queries_used} of the budget of {self.budget} "
           f"queries are used, {self.budget - self.queries_used} remain")
     t0 = time.perf_counter()
-    answers = np.asarray(self.defense(np.asarray(self._features_fn(images), np.float32), images),
-                         np.float32)
+    features = np.asarray(self._features_fn(images), np.float32)
+    if getattr(self.defense, "per_account", False):
+      answers = self.defense(features, images, account=self.account)
+    else:
+      answers = self.defense(features, images)
+    answers = np.asarray(answers, np.float32)
     if journal is not None:
       journal(answers)
     self.queries_used += n

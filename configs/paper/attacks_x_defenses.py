@@ -1,0 +1,56 @@
+"""The field's attacks against the same API, crossed with the provider's defenses, at equal
+query budgets: StolenEncoder, the conventional attack, Dziedzic et al.'s InfoNCE and soft-NN,
+Cont-Steal and RDA (``stolen_jax.attacks``) × none, top-k, rounding, noise, poisoning, B4B.
+
+Run (scale = paper | cpu | demo):
+  python -m stolen_jax.main --config=configs/paper/attacks_x_defenses.py:demo
+  python -m stolen_jax.main --config=configs/paper/attacks_x_defenses.py:cpu --workdir=workdir/attacks \\
+      --config.pretrain.dataset=npz:DIR/cifar10.npz --config.pretrain.knn.dataset=npz:DIR/cifar10.npz \\
+      --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
+      --config.probe.datasets=npz:DIR/mnist.npz,npz:DIR/cifar10.npz --config.sweep.doc=docs/results/attacks.md
+``--config.sweep.seeds=0,1`` for error bars; ``--config.sweep.axes=...`` to run a part of it.
+
+Equal budgets: an attack whose plan buys V answers per surrogate image (Cont-Steal's views,
+RDA's prototype views) gets budget // V images, so every row of a budget paid the same
+queries (the #Queries column); its batch is min(batch, images) so it trains at all. Each row
+also reports the held-out cosine to the true target, the training wall time and XLA's FLOP
+count. Defense strengths (``config.defense``): top-k keeps 1/8 of the target's dimensions,
+rounding to 1 decimal, Gaussian noise 0.1, poisoning ε = 1 (ℓ2), B4B at its defaults.
+
+What it should show (the attacks' papers, CIFAR-10 targets): with defenses off, Cont-Steal
+and RDA above StolenEncoder above the conventional attack at the same *images*; at the same
+*queries* the augmented-view plans pay V× per image, which this table makes visible.
+"""
+
+from stolen_jax import attacks, defaults, sweep
+
+BUDGETS = {"paper": (1000, 2500), "cpu": (300, 1000), "demo": (128, 512)}
+DEFENSES = ("none", "topk", "round", "noise", "poison", "b4b")
+
+
+def _views(config, name: str) -> int:
+  attack = attacks.get(name)
+  return max(1, attack.query_views(attacks.block_of(config.steal, attack)))
+
+
+def get_config(scale="demo"):
+  config = defaults.scaled_config(scale)
+  config.job = "sweep"
+  config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
+  config.defense.decimals = 1
+  config.sweep = sweep.sweep_block()
+  config.sweep.mode = "zip"
+  cells = []
+  for budget in BUDGETS[scale]:
+    for name in attacks.REGISTRY:
+      images = budget // _views(config, name)
+      for defense in DEFENSES:
+        cells.append((name, images, min(config.steal.batch_size, images), defense))
+  columns = list(zip(*cells))
+  config.sweep.axes = "; ".join(
+      f"{key}={','.join(str(v) for v in values)}" for key, values in zip(
+          ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name"), columns))
+  config.sweep.note = (f"Budgets {' and '.join(map(str, BUDGETS[scale]))} queries; "
+                       "steal.surrogate_size = budget // the attack's views per image.")
+  config.sweep.doc_section = f"Attacks × defenses at equal query budgets ({scale})"
+  return config

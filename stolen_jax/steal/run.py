@@ -1,0 +1,145 @@
+"""``job='steal'``: open the stages, buy the answers, train the stolen encoder with the
+chosen attack, and write the summary (costs, timings, FLOPs, held-out fidelity)."""
+
+import json
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from stolen_jax import defend, features, losses, parallel, pretrain, targets
+from stolen_jax.data import sources
+from stolen_jax.steal import query as query_lib
+from stolen_jax.steal.settings import attack_settings
+from stolen_jax.steal.trainer import train_encoder
+from stolen_jax.targets import Target
+
+
+def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
+        defense: Optional[defend.Defense] = None) -> dict:
+  """``job='steal'``: the query stage (``workdir/query/<key>``, keyed by the target's
+  fingerprint, the surrogate images and the defense) then training (``workdir/steal/<key>``,
+  keyed by the attack's settings and the query stage). A finished stage with the same key is
+  restored; other settings get their own directory. Returns the steal summary."""
+  mesh = mesh or parallel.make_mesh()
+  t_start = time.perf_counter()
+  op = query_lib.open_steal(config, workdir, mesh, target, defense)
+  if op.done is not None:
+    logging.info("steal: restored the finished stage %s", op.stage.dir)
+    return {**op.done, "restored": True}
+  return train_alone(config, op, mesh, t_start)
+
+
+def train_alone(config, op: query_lib.Opened, mesh, t_start: float) -> dict:
+  """Queries, trains and summarises the opened, unfinished steal ``op`` on its own."""
+  if op.cfg.variant == "pretrain_encoder":
+    return pretrain_baseline(config, op.surrogate, op.stage, config.seed, t_start)
+  q = query_lib.query(op, op.stage.dir, config.seed)
+  data_for_epoch = None
+  if q.aug_service is not None:
+    data_for_epoch = query_lib.query_aug_data(op.cfg, op.surrogate.images, q.aug_service, op.stage.dir,
+                                     config.seed, mesh)
+  result, model = train_encoder(op.cfg, op.surrogate.images, q.target_features, op.stage.dir, mesh,
+                                config.seed, data_for_epoch, surrogate=op.cfg.surrogate)
+  return finish(op, q, result, model, mesh, config.seed, t_start)
+
+
+def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed: int, t_start: float,
+            **extra) -> dict:
+  """The steal's summary (costs, timings, held-out fidelity, failure, and ``extra``),
+  written atomically."""
+  cfg, service, aug_service = op.cfg, q.service, q.aug_service
+  paid = service.queries_used + (aug_service.queries_used if aug_service else 0)
+  summary = {
+      **attack_settings(cfg),
+      "target": targets.absolute(cfg.target),
+      "target_fingerprint": op.target.meta["fingerprint"], "defense": op.defense.settings,
+      "surrogate": f"{cfg.surrogate}:{cfg.surrogate_split}", "surrogate_size": len(op.surrogate),
+      "queries": paid, "queries_this_run": paid - q.paid_before,
+      "queries_repaired": q.damaged_rows,
+      "query_s": round(q.query_s, 2), "compile_s": round(result.compile_s, 2),
+      "train_s": round(result.train_s, 2), "images_per_s": round(result.images_per_s, 1),
+      "steps_per_s": round(result.steps_per_s, 3), "final_step": int(result.state.step),
+      "resumed_from_step": result.resumed_from_step, "query_stage": op.query_stage.dir,
+      "stage_dir": op.stage.dir, **extra,
+  }
+  if result.history:  # The last epoch's loss and its parts (l1, l2; an attack's own terms).
+    summary.update({f"final_{k}": v for k, v in result.history[-1].items()
+                    if k not in ("epoch", "steps_per_s", "images_per_s")
+                    and not k.endswith("_per_cell")})
+  if result.flops_per_step:  # XLA's count for the compiled step, times the steps trained.
+    summary["train_gflops"] = float(f"{result.flops_per_step * int(result.state.step) / 1e9:.4g}")
+  if op.http is not None:
+    account = op.http.account()
+    summary.update(api=cfg.target, api_account=account["name"], api_used=account["used"],
+                   api_cost=account["cost"], api_replayed=op.http.replayed)
+  if cfg.eval_heldout and op.http is not None:
+    summary["heldout"] = None  # The true target is the provider's: no free evaluation.
+  elif cfg.eval_heldout:
+    summary["heldout"] = heldout_fidelity(cfg, result.state, model, op.target, mesh, seed)
+    failure = heldout_failure(summary["heldout"], defense=op.defense.name)
+    if failure:
+      summary["failed"] = failure
+      logging.warning("steal FAILED: %s", failure)
+  summary["wall_s"] = round(time.perf_counter() - t_start, 2)
+  summary["complete"] = True
+  return write_summary(op.stage, summary, result.history)
+
+
+def heldout_failure(heldout: dict, margin: float = 0.01, defense: str = "none") -> Optional[str]:
+  """Why a steal failed, if its held-out fidelity to the (true) target is no better than a
+  random encoder's. Under a defense that is the defense working, and the message says so."""
+  s, r = heldout.get("stolen_cosine"), heldout.get("random_cosine")
+  if s is None or r is None:
+    return None
+  if not np.isfinite(s) or s <= r + margin:
+    why = ("the defended answers did not let it approach the true target"
+           if defense != "none" else "the steal did not learn (learning rate, data?)")
+    return (f"held-out cosine to the target {s:.3f} is no better than a random encoder's "
+            f"{r:.3f}: {why}")
+  return None
+
+
+def heldout_fidelity(cfg, state, model, target: Target, mesh, seed) -> dict:
+  """Evaluation only (not an attacker query): on held-out images, the distance between the
+  target's and the stolen encoder's features, beside a random-init encoder's."""
+  images = sources.load(cfg.surrogate, cfg.heldout_split, image_size=cfg.image_size,
+                        num_examples=cfg.eval_heldout, seed=seed + 3, data_dir=cfg.data_dir).images
+  f_t = target.features_fn(images)
+  stolen_fn = features.make_feature_fn(model.encoder)
+  f_s = features.extract(stolen_fn, pretrain.encoder_variables(state), images, mesh)
+  random_vars = jax.jit(model.encoder.init)(jax.random.PRNGKey(seed + 99), jnp.asarray(images[:1], jnp.float32))
+  f_r = features.extract(stolen_fn, random_vars, images, mesh)
+  out = {"num_images": len(images)}
+  for name, f in (("stolen", f_s), ("random", f_r)):
+    # Cosine and ℓ2 on normalised features: comparable across encoders of any scale.
+    out[f"{name}_cosine"] = float(-losses.distance("cosine", f_t, f))
+    out[f"{name}_l2_normalized"] = float(losses.distance(
+        "l2", losses.l2_normalize(jnp.asarray(f_t)), losses.l2_normalize(jnp.asarray(f))))
+  return out
+
+
+def pretrain_baseline(config, surrogate, stage, seed, t_start) -> dict:
+  """The pre-training-encoder baseline: SimCLR on the surrogate set, target's settings."""
+  cfg = config.steal
+  base = config.pretrain.copy_and_resolve_references()
+  with base.unlocked():
+    base.dataset = cfg.surrogate
+    base.split = cfg.surrogate_split
+    base.num_examples = len(surrogate)
+    base.knn.enabled = False
+  summary = pretrain.train(base, stage.dir, seed, stage="steal")
+  summary.update(variant="pretrain_encoder", queries=0, queries_this_run=0,
+                 surrogate=f"{cfg.surrogate}:{cfg.surrogate_split}", surrogate_size=len(surrogate),
+                 stage_dir=stage.dir, wall_s=round(time.perf_counter() - t_start, 2))
+  return write_summary(stage, summary, summary.pop("history", []))
+
+
+def write_summary(stage, summary, history) -> dict:
+  """Writes ``summary.json`` (summary + per-epoch history) atomically; returns what it wrote."""
+  written = stage.write_summary({**summary, "history": history})
+  logging.info("steal summary: %s", json.dumps({k: v for k, v in written.items() if k != "history"}))
+  return written

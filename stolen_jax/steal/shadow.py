@@ -1,0 +1,69 @@
+"""The provider's side of a steal: its defense, and for feature poisoning (§VII-C) the
+shadow stolen encoder it trains once to anticipate the attacker."""
+
+import time
+
+import jax
+from absl import logging
+
+from stolen_jax import augment as augment_lib
+from stolen_jax import defend, features, pretrain, stages
+from stolen_jax.data import sources
+from stolen_jax.errors import ConfigError
+from stolen_jax.steal.settings import stolenencoder_settings
+from stolen_jax.steal.trainer import train_encoder
+from stolen_jax.targets import Target
+
+
+def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
+  """The provider's shadow stolen encoder f'_s for feature poisoning (§VII-C): Algorithm 1
+  on the provider's own pretraining data with the attacker's settings, trained once (its own
+  keyed stage) and reused. Returns what ``defend.make`` needs."""
+  cfg = config.steal
+  shadow_cfg = config.defense.shadow
+  pre = config.get("pretrain")
+  dataset = shadow_cfg.dataset or (pre.dataset if pre is not None else target.meta.get("dataset"))
+  if not dataset:
+    raise ConfigError("defense 'poison': set defense.shadow.dataset (the provider's data)")
+  split = shadow_cfg.split
+  num = shadow_cfg.num_examples if shadow_cfg.num_examples is not None else (
+      pre.num_examples if pre is not None and not shadow_cfg.dataset else None)
+  # The provider anticipates StolenEncoder with the attacker's settings, whatever the attack.
+  attacker = cfg.copy_and_resolve_references()
+  with attacker.unlocked():
+    attacker.epochs = shadow_cfg.epochs or cfg.epochs
+    if "attack" in attacker:
+      attacker.attack = "stolenencoder"
+  stage = stages.open_stage(
+      workdir, "shadow", {"attack": stolenencoder_settings(attacker), "dataset": dataset,
+                          "split": split, "num_examples": num, "seed": config.seed},
+      upstream={"target": target.meta["fingerprint"]}, strict=config.get("strict_stages", False))
+  if stage.completed() is None:
+    data = sources.load(dataset, split, image_size=cfg.image_size, num_examples=num,
+                        seed=config.seed + 11, data_dir=shadow_cfg.get("data_dir") or cfg.data_dir)
+    logging.info("shadow: training the provider's shadow stolen encoder on %d images of %s",
+                 len(data), dataset)
+    t0 = time.perf_counter()
+    result, _ = train_encoder(attacker, data.images, target.features_fn(data.images), stage.dir,
+                              mesh, config.seed + 5, name="shadow")
+    stage.write_summary({"complete": True, "dataset": f"{dataset}:{split}",
+                         "num_images": len(data), "epochs": attacker.epochs,
+                         "train_s": round(time.perf_counter() - t0, 2),
+                         "final_loss": result.history[-1]["loss"] if result.history else None})
+  shadow_fn, _ = features.restore_features_fn(stage.dir, mesh)
+  augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
+  return {"features_fn": shadow_fn,
+          "augment": jax.jit(augment.per_key), "distance": cfg.distance,
+          "lambda_": float(cfg.lambda_), "normalize": bool(cfg.normalize_features),
+          "stage_dir": stage.dir}
+
+
+def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
+  """The provider's defense of ``config.defense`` for this target (poison: with its shadow
+  encoder, trained here if not yet)."""
+  dcfg = config.get("defense")
+  defend.validate(dcfg, target.meta.get("feature_dim"))
+  shadow = None
+  if dcfg is not None and dcfg.name == "poison":
+    shadow = train_shadow(config, workdir, target, mesh)
+  return defend.make(dcfg, target.meta.get("feature_dim"), shadow)

@@ -1,0 +1,109 @@
+"""The stolen encoder's trainer: one generic step for every registered attack (its views
+through the encoder in one BatchNorm pass, its loss against the paid answers), StolenEncoder's
+own step, and the training loop they share (checkpoints, metrics, FLOPs)."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stolen_jax import attacks, metrics, models, optim, parallel, pretrain, train_lib
+from stolen_jax import augment as augment_lib
+from stolen_jax.attacks import stolenencoder
+from stolen_jax.steal.settings import attack_of, attack_settings
+
+
+def default_one_pass() -> bool:
+  """Whether ``bn_passes='separate'`` runs as one grouped pass: on GPU/TPU, where it halves
+  the kernel launches of a launch-bound small-batch step; not on CPU, where XLA:CPU ran the
+  vmapped convolutions slower (bench/bn_passes.py, small ResNet: 0.48 vs 0.40 s min)."""
+  return jax.default_backend() != "cpu"
+
+
+def build_stolen_model(cfg, target_dim: int | None = None) -> models.Holder:
+  """The stolen encoder f_s of ``cfg.arch`` (held under ``encoder`` in its checkpoint),
+  mapping linearly to ``target_dim`` when its own feature dimension differs."""
+  return models.Holder(models.get(cfg.arch, width=cfg.width, dtype=cfg.dtype, out_dim=target_dim))
+
+
+def attack_step(state: train_lib.TrainState, batch, *, model, tx, augment, attack: attacks.Attack,
+                block):
+  """One update of the stolen encoder on ``attack``'s loss: its ``student_views`` fresh
+  augmentations of the batch (or the clean images) through the encoder in one pass, scored
+  against ``batch['target']`` (the answers, or what ``attack.targets`` made of them)."""
+  key = train_lib.step_key(state)
+  images = batch["images"]
+  num_views = attack.student_views(block)
+  if num_views == 0:
+    inputs = augment_lib.to_float(images)[None]
+  else:
+    inputs = jnp.stack([augment(images, jax.random.fold_in(key, v)) for v in range(num_views)])
+  flat = inputs.reshape((-1,) + inputs.shape[2:])
+
+  def loss_fn(params):
+    f, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, flat,
+                             train=True, mutable=["batch_stats"])
+    f = f.reshape((inputs.shape[0], images.shape[0], -1))
+    loss, parts = attack.loss(f, batch["target"], jax.random.fold_in(key, 1 << 20), block)
+    return loss, (updates["batch_stats"], parts)
+
+  (loss, (stats, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return train_lib.apply_gradients(state, tx, grads, stats), {"loss": loss, **parts}
+
+
+def make_trainer(cfg, total_steps: int, target_dim: int | None = None):
+  """(model, optimizer, pure step function) of the steal ``cfg``: StolenEncoder's own step,
+  or the generic ``attack_step`` with the registered attack's loss."""
+  model = build_stolen_model(cfg, target_dim)
+  tx = optim.make_optimizer(cfg, total_steps)
+  augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
+  attack = attack_of(cfg)
+  if attack.custom_step:
+    step_fn = functools.partial(
+        stolenencoder.steal_step, model=model, tx=tx, augment=augment,
+        lambda_=float(cfg.lambda_), distance=cfg.distance, reduction=cfg.reduction,
+        normalize=bool(cfg.normalize_features), bn_passes=cfg.bn_passes,
+        one_pass=default_one_pass())
+  else:
+    step_fn = functools.partial(attack_step, model=model, tx=tx, augment=augment, attack=attack,
+                                block=attacks.block_of(cfg, attack))
+  return model, tx, step_fn
+
+
+def images_per_example(cfg) -> int:
+  """Images through the stolen encoder per surrogate example and step (for throughput)."""
+  attack = attack_of(cfg)
+  if attack.custom_step:
+    return 1 if cfg.lambda_ == 0 else 2
+  return max(1, attack.student_views(attacks.block_of(cfg, attack)))
+
+
+def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_dir: str, mesh,
+                  seed: int, data_for_epoch=None, **meta_extra):
+  """Algorithm 1's training loop: a stolen encoder of ``cfg`` fitted to ``target_features``
+  of ``images`` in ``stage_dir`` (checkpoints, metrics). Returns (FitResult, model)."""
+  name = meta_extra.pop("name", "steal")
+  model, tx, step_fn = make_trainer(cfg, (len(images) // cfg.batch_size) * cfg.epochs,
+                                    target_dim=target_features.shape[-1])
+  sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+  state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
+  data = {"images": parallel.put_replicated(images, mesh),
+          "target": parallel.put_replicated(target_features, mesh)}
+  meta = pretrain.encoder_meta(cfg, model.encoder, "steal", **attack_settings(cfg),
+                               num_images=len(images), **meta_extra)
+  writer = metrics.Writer(stage_dir)
+  try:
+    result = train_lib.fit(
+        state, step_fn, data, num_examples=len(images), batch_size=cfg.batch_size,
+        epochs=cfg.epochs, seed=seed, mesh=mesh,
+        checkpoint_dir=os.path.join(stage_dir, "checkpoints"), meta=meta, writer=writer,
+        steps_per_dispatch=cfg.steps_per_dispatch,
+        checkpoint_every_epochs=cfg.checkpoint_every_epochs, log_every_steps=cfg.log_every_steps,
+        images_per_example=images_per_example(cfg),
+        data_for_epoch=data_for_epoch and (lambda epoch: data_for_epoch(epoch, data)),
+        name=name)
+  finally:
+    writer.close()
+  return result, model
