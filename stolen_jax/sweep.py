@@ -235,7 +235,9 @@ def sweep_block():
   # set's name contains paper_dataset (its tables' figures are on GTSRB; '' = every row).
   # doc / doc_section: also write the table into that markdown file, in its own section
   # (docs.write_section), so a results doc is written by the command it names.
-  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="",
+  # claims: the paper's comparisons checked on the table ('A > B; C ~ D', cells named as in
+  # paper), each with its effect against the seeds' spread (stolen_jax.claims).
+  return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", claims="",
                                         paper_dataset="gtsrb", note="", stack_steals="auto",
                                         max_stack=8, doc="", doc_section=""))
 

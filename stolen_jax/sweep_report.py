@@ -8,7 +8,7 @@ import os
 import numpy as np
 from absl import logging
 
-from stolen_jax import stages
+from stolen_jax import claims, stages
 from stolen_jax.errors import ConfigError
 
 
@@ -58,6 +58,7 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
       out["utility_cosine"], _ = _mean_std([r.get("utility_cosine") for r in runs])
     out["cell_seconds"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
     value_key = ",".join(str(g["overrides"][k]) for k in axis_keys)
+    out["cell"] = value_key
     # The paper's figures stand only beside the downstream set they were measured on.
     on = str(config.sweep.get("paper_dataset", "") or "").lower()
     if value_key in paper and (not on or on in g["dataset"].lower()):
@@ -121,6 +122,10 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
                + (" (mean ± std)" if seeds > 1 else ""))
   if config.sweep.get("note"):
     lines.append(config.sweep.note)
+  checked = claims.markdown(claims.evaluate(config.sweep.get("claims") or "", table))
+  if checked:
+    lines += ["", "Claims checked on this table: the difference of mean SA and its 95% half-width "
+              "over the seeds (verdicts as in `stolen_jax/claims.py`):", "", checked.rstrip()]
   if len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
     lines.append("")
     lines.append("![TA and SA](results.png)")

@@ -103,3 +103,23 @@ def test_stacked_steals_write_the_stages_single_runs_would(tmp_path):
     b, _ = features.restore_features_fn(single["stage_dir"], mesh)
     np.testing.assert_allclose(a(images), b(images), rtol=1e-3, atol=1e-4)
   assert stacked_with == [2, 2, 1]
+
+
+def test_claims_weigh_the_effect_against_the_seeds_spread():
+  from stolen_jax import claims
+  table = [
+      {"cell": "l2", "dataset": "d", "sa": 0.80, "sa_std": 0.01, "seeds": 3},
+      {"cell": "cosine", "dataset": "d", "sa": 0.70, "sa_std": 0.01, "seeds": 3},
+      {"cell": "l1", "dataset": "d", "sa": 0.795, "sa_std": 0.03, "seeds": 3},
+      {"cell": "one", "dataset": "d", "sa": 0.9, "sa_std": None, "seeds": 1}]
+  rows = claims.evaluate("l2 > cosine; cosine > l2; l2 > l1; l2 ~ l1; l2 ~ cosine; one > l2", table)
+  got = {r["claim"]: r["verdict"] for r in rows}
+  assert got == {"l2 > cosine": "holds", "cosine > l2": "does not hold",
+                 "l2 > l1": "not resolved", "l2 ~ l1": "not resolved",
+                 "l2 ~ cosine": "does not hold", "one > l2": "not resolved (1 seed)"}
+  assert rows[0]["diff"] == pytest.approx(10.0)
+  assert "| l2 > cosine | d | +10.00 |" in claims.markdown(rows)
+  with pytest.raises(ConfigError, match="not in the table"):
+    claims.evaluate("l2 > nope", table)
+  with pytest.raises(ConfigError, match="bad sweep.claims"):
+    claims.parse("l2 cosine")

@@ -18,4 +18,5 @@ def get_config(scale="demo"):
   config.job = "sweep"
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "steal.lambda_=0,1,5,10,20,30"
+  config.sweep.claims = "20.0 > 0.0; 20.0 > 1.0; 20.0 ~ 10.0; 30.0 ~ 20.0"
   return config

@@ -13,4 +13,5 @@ def get_config(scale="demo"):
   config.job = "sweep"
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "steal.surrogate_size=0.01,0.02,0.05,0.1"
+  config.sweep.claims = "0.1 > 0.01; 0.05 > 0.01"
   return config

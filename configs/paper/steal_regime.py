@@ -24,5 +24,9 @@ def get_config(scale="demo"):
                        "steal.weight_decay=0,5e-4,5e-4,0; "
                        "steal.schedule=constant,constant,constant,cosine")
   config.sweep.seeds = (0, 1, 2)
+  default = "adam,mean,0.001,0.0,constant"
+  config.sweep.claims = "; ".join(f"{other} > {default}" for other in (
+      "sgd,official,0.001,0.0005,constant", "sgd,mean,0.064,0.0005,constant",
+      "adam,mean,0.001,0.0,cosine"))
   config.sweep.doc_section = "The ℓ2 steal's optimiser regime (3 seeds)"
   return config

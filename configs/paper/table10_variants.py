@@ -21,6 +21,9 @@ def get_config(scale="demo"):
                        "stolenencoder,stolenencoder,query_aug,pretrain_encoder; "
                        "steal.lambda_=20,0,20,20,20,0,20,20")
   config.sweep.mode = "zip"
+  config.sweep.claims = "; ".join(
+      f"{s},stolenencoder,20.0 {op} {s},{other}" for s in ("0.03", "0.05") for op, other in (
+          (">", "stolenencoder,0.0"), ("~", "query_aug,20.0"), (">", "pretrain_encoder,20.0")))
   # The paper's SA (CIFAR-10 target, GTSRB downstream; its TA there is 80.67).
   config.sweep.paper = ("0.03,stolenencoder,20.0:80.67/77.97; 0.03,stolenencoder,0.0:80.67/44.47; "
                         "0.03,query_aug,20.0:80.67/76.71; 0.03,pretrain_encoder,20.0:80.67/66.42; "

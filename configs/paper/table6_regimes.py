@@ -33,5 +33,8 @@ def get_config(scale="demo"):
       rows.append(f"{dist},{optimizer},{reduction},{decay}:80.67/{sa}")
   config.sweep.paper = "; ".join(rows)
   config.sweep.note = "paper columns: Table VI (CIFAR-10 target, GTSRB downstream)."
+  ours, official = "adam,mean,0.0", "sgd,official,0.0005"
+  config.sweep.claims = "; ".join(
+      f"l2,{r} > {d},{r}" for r in (ours, official) for d in ("l1", "cosine"))
   config.sweep.doc_section = "Table VI both ways: our regime and the official code's (3 seeds)"
   return config

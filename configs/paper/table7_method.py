@@ -14,6 +14,7 @@ def get_config(scale="demo"):
   config.job = "sweep"
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "pretrain.method=moco,simclr"
+  config.sweep.claims = "moco ~ simclr"
   config.sweep.paper = "moco:78.92/78.41; simclr:80.67/79.43"
   config.sweep.note = "paper columns: Table VII (CIFAR-10 target, GTSRB downstream)."
   return config

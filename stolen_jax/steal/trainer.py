@@ -29,10 +29,17 @@ def build_stolen_model(cfg, target_dim: int | None = None) -> models.Holder:
 
 
 def attack_step(state: train_lib.TrainState, batch, *, model, tx, augment, attack: attacks.Attack,
-                block):
+                block, gather=None):
   """One update of the stolen encoder on ``attack``'s loss: its ``student_views`` fresh
   augmentations of the batch (or the clean images) through the encoder in one pass, scored
-  against ``batch['target']`` (the answers, or what ``attack.targets`` made of them)."""
+  against ``batch['target']`` (the answers, or what ``attack.targets`` made of them).
+
+  ``gather`` (a replicated sharding): the features and targets are gathered once before the
+  loss, which then runs whole on every device. The contrastive losses compare every pair of
+  the batch; left to the partitioner they need several independent all-gathers, which
+  XLA:CPU's concurrent thunk executor can start in different orders on different devices —
+  a deadlock it ends by aborting the process (seen with RDA's per-view losses on 8 host
+  devices). One gather of (views, B, d) features costs nothing next to the encoder."""
   key = train_lib.step_key(state)
   images = batch["images"]
   num_views = attack.student_views(block)
@@ -46,16 +53,21 @@ def attack_step(state: train_lib.TrainState, batch, *, model, tx, augment, attac
     f, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, flat,
                              train=True, mutable=["batch_stats"])
     f = f.reshape((inputs.shape[0], images.shape[0], -1))
-    loss, parts = attack.loss(f, batch["target"], jax.random.fold_in(key, 1 << 20), block)
+    target = batch["target"]
+    if gather is not None:
+      f = jax.lax.with_sharding_constraint(f, gather)
+      target = jax.lax.with_sharding_constraint(target, gather)
+    loss, parts = attack.loss(f, target, jax.random.fold_in(key, 1 << 20), block)
     return loss, (updates["batch_stats"], parts)
 
   (loss, (stats, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   return train_lib.apply_gradients(state, tx, grads, stats), {"loss": loss, **parts}
 
 
-def make_trainer(cfg, total_steps: int, target_dim: int | None = None):
+def make_trainer(cfg, total_steps: int, target_dim: int | None = None, mesh=None):
   """(model, optimizer, pure step function) of the steal ``cfg``: StolenEncoder's own step,
-  or the generic ``attack_step`` with the registered attack's loss."""
+  or the generic ``attack_step`` with the registered attack's loss (on ``mesh``, if given,
+  its loss computed on gathered features)."""
   model = build_stolen_model(cfg, target_dim)
   tx = optim.make_optimizer(cfg, total_steps)
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
@@ -68,7 +80,8 @@ def make_trainer(cfg, total_steps: int, target_dim: int | None = None):
         one_pass=default_one_pass())
   else:
     step_fn = functools.partial(attack_step, model=model, tx=tx, augment=augment, attack=attack,
-                                block=attacks.block_of(cfg, attack))
+                                block=attacks.block_of(cfg, attack),
+                                gather=None if mesh is None else parallel.replicated(mesh))
   return model, tx, step_fn
 
 
@@ -86,7 +99,7 @@ def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_di
   of ``images`` in ``stage_dir`` (checkpoints, metrics). Returns (FitResult, model)."""
   name = meta_extra.pop("name", "steal")
   model, tx, step_fn = make_trainer(cfg, (len(images) // cfg.batch_size) * cfg.epochs,
-                                    target_dim=target_features.shape[-1])
+                                    target_dim=target_features.shape[-1], mesh=mesh)
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
   data = {"images": parallel.put_replicated(images, mesh),
