@@ -14,11 +14,14 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stolen_jax.errors import ConfigError
 
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale.
-_GRAY_WEIGHTS = jnp.array([0.2989, 0.587, 0.114], jnp.float32)
+# numpy, not jnp: importing this module must not start a JAX backend (a multi-process run
+# calls jax.distributed.initialize after the config, which imports this, is read).
+_GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)
 
 Op = Callable[[jax.Array, jax.Array], jax.Array]
 

@@ -7,8 +7,6 @@ changes, so every setting has one home and the config files read like the paper'
 import ml_collections
 from ml_collections import config_dict
 
-from stolen_jax import attacks
-
 PAPER_PRETRAIN_AUGMENT = "crop,flip,jitter,grayscale"  # §V-A1 (SimCLR's own set)
 
 
@@ -96,6 +94,7 @@ def steal_block() -> ml_collections.ConfigDict:
   ``bn_passes='separate'`` (the code's one BatchNorm pass per view).
   """
   # attack: a registered name (stolen_jax.attacks); its hyperparameters in steal.<name>.
+  from stolen_jax import attacks  # Imported here: reading a config loads no JAX module.
   blocks = {a.name: ml_collections.ConfigDict(dict(a.params))
             for a in attacks.REGISTRY.values() if a.params}
   return ml_collections.ConfigDict(dict(

@@ -237,7 +237,9 @@ def sweep_block():
   # (docs.write_section), so a results doc is written by the command it names.
   # claims: the paper's comparisons checked on the table ('A > B; C ~ D', cells named as in
   # paper), each with its effect against the seeds' spread (stolen_jax.claims).
+  # plot: '' (a one-axis sweep: TA and SA against the axis) or 'grid:ROW_AXIS,COL_AXIS' (SA heatmap).
   return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", claims="",
+                                        plot="",
                                         paper_dataset="gtsrb", note="", stack_steals="auto",
                                         max_stack=8, doc="", doc_section=""))
 

@@ -126,7 +126,14 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
   if checked:
     lines += ["", "Claims checked on this table: the difference of mean SA and its 95% half-width "
               "over the seeds (verdicts as in `stolen_jax/claims.py`):", "", checked.rstrip()]
-  if len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
+  grid = str(config.sweep.get("plot") or "")
+  if grid.startswith("grid:"):
+    row_key, _, col_key = grid[len("grid:"):].partition(",")
+    if row_key not in axis_keys or col_key not in axis_keys:
+      raise ConfigError(f"sweep.plot={grid!r}: both keys must be sweep axes ({axis_keys})")
+    if _plot_grid(workdir, table, row_key, col_key):
+      lines += ["", "![SA per cell](results.png)"]
+  elif len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
     lines.append("")
     lines.append("![TA and SA](results.png)")
   md = "\n".join(lines) + "\n"
@@ -170,6 +177,40 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
   ax.set_ylabel("accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "results.png"))
+  plt.close(fig)
+  return True
+
+
+def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> bool:
+  """SA (mean over seeds) as a heatmap of ``row_key`` × ``col_key``, one panel per
+  downstream set and query count (e.g. attacks × defenses at each budget)."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    logging.warning("matplotlib is not installed: no plot")
+    return False
+  rows = list(dict.fromkeys(r[row_key] for r in table))
+  cols = list(dict.fromkeys(r[col_key] for r in table))
+  panels = list(dict.fromkeys((r["dataset"], r["queries"]) for r in table))
+  fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 0.9 * len(cols) * len(panels), 0.5 * len(rows) + 1.6),
+                           dpi=120, squeeze=False)
+  for ax, (dataset, queries) in zip(axes[0], panels):
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for r in table:
+      if r["dataset"] == dataset and r["queries"] == queries and r["sa"] is not None:
+        grid[rows.index(r[row_key]), cols.index(r[col_key])] = 100 * r["sa"]
+    ax.imshow(grid, cmap="viridis", aspect="auto")
+    for i in range(len(rows)):
+      for j in range(len(cols)):
+        if np.isfinite(grid[i, j]):
+          ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=30, fontsize=7)
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
+    ax.set_title(f"SA (%) {dataset}, {queries} queries", fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "results.png"))
   plt.close(fig)

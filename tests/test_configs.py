@@ -40,3 +40,19 @@ def test_demo_is_pinned_to_its_documented_sizes():
       "embedded:glyphs,embedded:textures", 5000, 1000, 200)
   readme = open(os.path.join(ROOT, "README.md")).read()
   assert "512 queries" in readme and "4,096" in readme
+
+
+def test_reading_a_config_starts_no_jax_backend():
+  # A multi-process run calls jax.distributed.initialize after its config is read: building
+  # a config (and importing the stages) must not touch a device. Checked in a fresh process.
+  import subprocess
+  import sys
+  code = ("from jax._src import xla_bridge as xb\n"
+          "import importlib.util\n"
+          "spec = importlib.util.spec_from_file_location('c', 'configs/paper/attacks_x_defenses.py')\n"
+          "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); m.get_config('demo')\n"
+          "import stolen_jax.jobs, stolen_jax.steal, stolen_jax.pipeline, stolen_jax.attacks\n"
+          "assert not xb._backends, list(xb._backends)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.returncode == 0, out.stderr[-2000:]

@@ -8,7 +8,8 @@ Run (scale = paper | cpu | demo):
       --config.pretrain.dataset=npz:DIR/cifar10.npz --config.pretrain.knn.dataset=npz:DIR/cifar10.npz \\
       --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
       --config.probe.datasets=npz:DIR/mnist.npz,npz:DIR/cifar10.npz --config.sweep.doc=docs/results/attacks.md
-``--config.sweep.seeds=0,1`` for error bars; ``--config.sweep.axes=...`` to run a part of it.
+``--config.sweep.seeds=0,1`` for error bars; a part of the table with options after the scale,
+e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b``.
 
 Equal budgets: an attack whose plan buys V answers per surrogate image (Cont-Steal's views,
 RDA's prototype views) gets budget // V images, so every row of a budget paid the same
@@ -33,7 +34,21 @@ def _views(config, name: str) -> int:
   return max(1, attack.query_views(attacks.block_of(config.steal, attack)))
 
 
-def get_config(scale="demo"):
+def _options(arg: str):
+  """'SCALE[,budgets=B1|B2][,defenses=D1|D2]' (a part of the table; the default is all)."""
+  scale, *parts = [p.strip() for p in arg.split(",")]
+  options = {"budgets": None, "defenses": None}
+  for part in parts:
+    key, sep, value = part.partition("=")
+    if not sep or key not in options:
+      raise ValueError(f"attacks_x_defenses: bad option {part!r} (budgets=B1|B2, defenses=D1|D2)")
+    options[key] = value.split("|")
+  budgets = tuple(int(b) for b in options["budgets"]) if options["budgets"] else BUDGETS[scale]
+  return scale, budgets, tuple(options["defenses"] or DEFENSES)
+
+
+def get_config(arg="demo"):
+  scale, budgets, defenses = _options(arg)
   config = defaults.scaled_config(scale)
   config.job = "sweep"
   config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
@@ -41,16 +56,17 @@ def get_config(scale="demo"):
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
   cells = []
-  for budget in BUDGETS[scale]:
+  for budget in budgets:
     for name in attacks.REGISTRY:
       images = budget // _views(config, name)
-      for defense in DEFENSES:
+      for defense in defenses:
         cells.append((name, images, min(config.steal.batch_size, images), defense))
   columns = list(zip(*cells))
   config.sweep.axes = "; ".join(
       f"{key}={','.join(str(v) for v in values)}" for key, values in zip(
           ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name"), columns))
-  config.sweep.note = (f"Budgets {' and '.join(map(str, BUDGETS[scale]))} queries; "
+  config.sweep.note = (f"Budgets {' and '.join(map(str, budgets))} queries; "
                        "steal.surrogate_size = budget // the attack's views per image.")
+  config.sweep.plot = "grid:steal.attack,defense.name"
   config.sweep.doc_section = f"Attacks × defenses at equal query budgets ({scale})"
   return config

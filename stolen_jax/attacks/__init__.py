@@ -2,16 +2,12 @@
 
 Where each attack's objective lives (its query plan is beside it, ``base.Attack``):
 
-==================  ==========================  ============================================
-``steal.attack``    module                       objective · query plan
-==================  ==========================  ============================================
-stolenencoder       ``stolenencoder.steal_step``  L1 + λ·L2 (d = ℓ2/ℓ1/cos) · |D|
-conventional        ``conventional.loss``        MSE of normalised features · |D|
-dziedzic_infonce    ``dziedzic.infonce_loss``    NT-Xent over [f_s; f_t] · |D|
-dziedzic_softnn     ``dziedzic.softnn_loss``     soft nearest neighbours · |D|
-contsteal           ``contsteal.loss``           contrastive vs augmented answers · V·|D|
-rda                 ``rda.loss``, ``rda.prototypes``  discriminate + align to prototypes · V·|D|
-==================  ==========================  ============================================
+* ``stolenencoder`` — ``stolenencoder.steal_step``: L1 + λ·L2, d = ℓ2/ℓ1/cos; |D| queries;
+* ``conventional`` — ``conventional.loss``: MSE of normalised features; |D|;
+* ``dziedzic_infonce`` — ``dziedzic.infonce_loss``: NT-Xent over [f_s; f_t]; |D|;
+* ``dziedzic_softnn`` — ``dziedzic.softnn_loss``: soft nearest neighbours; |D|;
+* ``contsteal`` — ``contsteal.loss``: contrastive against augmented views' answers; V·|D|;
+* ``rda`` — ``rda.prototypes`` (refine) and ``rda.loss`` (discriminate + align); V·|D|.
 
 The generic trainer (``steal.trainer``) runs every attack through the same metered API
 (``steal.query``), defenses, checkpoints, probes and sweeps. A new attack is one module with
