@@ -3,8 +3,10 @@
 Target: SimCLR ResNet-18 pre-trained on CIFAR-10 train (configs/pretrain_simclr_cifar10.py's
 settings; give --config.steal.target=PATH to reuse a trained one). Attacker: 2,500 (5% of
 50,000) ImageNet images at 32x32, one query each; ResNet-34 stolen encoder, ℓ2, λ=20,
-A = flip + jitter + grayscale, e=100, lr 1e-3 (Adam), S=64, features L2-normalised (the
-official code's choice; --config.steal.normalize_features=False for the paper's text).
+A = flip + jitter + grayscale, e=100, S=64, SGD (momentum 0.9, weight decay 5e-4) at lr 0.064
+on the batch-mean loss — the official code's step; chosen by docs/results/paper_cpu.md —
+features L2-normalised (the official code's choice; --config.steal.normalize_features=False
+for the paper's text).
 Probes: MLP 512-256, Adam 1e-4, batch 256, 500 epochs on GTSRB, MNIST, Fashion-MNIST, SVHN.
 
 Run (TFDS datasets prepared in DIR: cifar10, imagenet_resized/32x32, mnist, fashion_mnist,

@@ -59,7 +59,7 @@ def tiny_steal_config(target: str, **overrides) -> ml_collections.ConfigDict:
   s.image_size = 16
   s.arch, s.width = "resnet10", 0.0625
   s.epochs, s.batch_size = 2, 16
-  s.lr = 1e-2
+  s.optimizer, s.lr, s.weight_decay = "adam", 1e-2, 0.0  # Tiny tests were tuned with Adam.
   s.query_batch_size = 16
   s.eval_heldout = 0
   s.checkpoint_every_epochs = 1

@@ -22,6 +22,7 @@ def get_config(scale="demo"):
   config.job = "sweep"
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
+  config.steal.lr = 1e-3  # Both regimes at the paper's lr (the default is now SGD at 0.064).
   config.sweep.axes = ("steal.distance=l2,l1,cosine,l2,l1,cosine; "
                        "steal.optimizer=adam,adam,adam,sgd,sgd,sgd; "
                        "steal.reduction=mean,mean,mean,official,official,official; "
