@@ -152,14 +152,22 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
   return md
 
 
-def _plot(workdir: str, table: list[dict], axis: str) -> bool:
-  """TA and SA against the swept value, one line pair per downstream set (PNG)."""
+def _pyplot():
+  """matplotlib's pyplot on the file-only backend, or None (with a warning) without it."""
   try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError:
     logging.warning("matplotlib is not installed: no plot")
+    return None
+  return plt
+
+
+def _plot(workdir: str, table: list[dict], axis: str) -> bool:
+  """TA and SA against the swept value, one line pair per downstream set (PNG)."""
+  plt = _pyplot()
+  if plt is None:
     return False
   values = list(dict.fromkeys(r[axis] for r in table))
   numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -186,12 +194,8 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
 def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> bool:
   """SA (mean over seeds) as a heatmap of ``row_key`` × ``col_key``, one panel per
   downstream set and query count (e.g. attacks × defenses at each budget)."""
-  try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-  except ImportError:
-    logging.warning("matplotlib is not installed: no plot")
+  plt = _pyplot()
+  if plt is None:
     return False
   rows = list(dict.fromkeys(r[row_key] for r in table))
   cols = list(dict.fromkeys(r[col_key] for r in table))

@@ -168,18 +168,9 @@ def test_each_attack_pays_exactly_its_plan_and_fits_better_than_a_random_encoder
 
 
 def test_every_attack_pays_exactly_through_the_http_api(tiny_target, tmp_path):
-  httpx = pytest.importorskip("httpx")
-  del httpx
-  from test_serve import ThreadServer
-  from stolen_jax import parallel
-  from stolen_jax.eaas import ledger as ledger_lib, server
-  target = steal.open_target(tiny_target, parallel.make_mesh())
-  ledger = ledger_lib.Ledger(str(tmp_path / "ledger.sqlite"))
-  app = server.make_app(target.features_fn, ledger, image_size=16,
-                        feature_dim=target.meta["feature_dim"],
-                        model_info={"fingerprint": target.meta["fingerprint"],
-                                    "defense": {"name": "none"}}, batch_window_ms=0)
-  key = ledger.add_key("attacker", budget=1000, price_per_1000=1.2)
+  pytest.importorskip("httpx")
+  from test_serve import ThreadServer, target_api
+  app, ledger, key = target_api(tiny_target, tmp_path)
   with ThreadServer(app) as url:
     for name in ALL:
       remote = steal.run(_attack_config(url, name, api_key=key, epochs=1), str(tmp_path / name))
@@ -227,7 +218,7 @@ def test_attacks_x_defenses_table_runs_at_tiny_size(tmp_path):
   filled, the grid plot written."""
   from test_probe import tiny_probe_block
   from conftest import tiny_pretrain_block
-  from stolen_jax import jobs, sweep
+  from stolen_jax import jobs
   config = _load_config("configs/paper/attacks_x_defenses.py", "demo")
   tiny = tiny_steal_config(None, epochs=1, eval_heldout=16)
   for key in ("image_size", "arch", "width", "lr", "query_batch_size", "checkpoint_every_epochs",

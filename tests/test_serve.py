@@ -173,16 +173,23 @@ def test_killed_server_restarted_client_pays_exactly_d(tmp_path):
     p.wait()
 
 
-def test_steal_through_http_pays_d_and_matches_in_process(tiny_target, tmp_path):
-  from conftest import tiny_steal_config
+def target_api(target_path: str, tmp_path):
+  """(app, ledger, key): the checkpoint ``target_path`` behind our API, an attacker's key
+  with a budget of 1,000 queries at $1.2 per 1,000."""
   from stolen_jax import parallel, steal
-  target = steal.open_target(tiny_target, parallel.make_mesh())
+  target = steal.open_target(target_path, parallel.make_mesh())
   ledger = ledger_lib.Ledger(str(tmp_path / "ledger.sqlite"))
   app = server.make_app(target.features_fn, ledger, image_size=16,
                         feature_dim=target.meta["feature_dim"],
                         model_info={"fingerprint": target.meta["fingerprint"],
                                     "defense": {"name": "none"}}, batch_window_ms=0)
-  key = ledger.add_key("attacker", budget=1000, price_per_1000=1.2)
+  return app, ledger, ledger.add_key("attacker", budget=1000, price_per_1000=1.2)
+
+
+def test_steal_through_http_pays_d_and_matches_in_process(tiny_target, tmp_path):
+  from conftest import tiny_steal_config
+  from stolen_jax import steal
+  app, ledger, key = target_api(tiny_target, tmp_path)
   with ThreadServer(app) as url:
     remote = steal.run(tiny_steal_config(url, api_key=key), str(tmp_path / "remote"))
   local = steal.run(tiny_steal_config(tiny_target), str(tmp_path / "local"))
