@@ -200,7 +200,8 @@ def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> b
   rows = list(dict.fromkeys(r[row_key] for r in table))
   cols = list(dict.fromkeys(r[col_key] for r in table))
   panels = list(dict.fromkeys((r["dataset"], r["queries"]) for r in table))
-  fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 0.9 * len(cols) * len(panels), 0.5 * len(rows) + 1.6),
+  panel_width = max(2.6, 0.8 * len(cols) + 1.8)  # Room for the row labels and the title.
+  fig, axes = plt.subplots(1, len(panels), figsize=(panel_width * len(panels), 0.45 * len(rows) + 1.8),
                            dpi=120, squeeze=False)
   for ax, (dataset, queries) in zip(axes[0], panels):
     grid = np.full((len(rows), len(cols)), np.nan)
@@ -214,7 +215,7 @@ def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> b
           ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=30, fontsize=7)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
-    ax.set_title(f"SA (%) {dataset}, {queries} queries", fontsize=8)
+    ax.set_title(f"SA (%)\n{dataset}, {queries} queries", fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "results.png"))
   plt.close(fig)
