@@ -4,6 +4,7 @@ fits a target better than a random encoder, and that StolenEncoder's stage keys 
 ones workdirs made before attacks were registered."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -189,11 +190,8 @@ def test_every_attack_pays_exactly_through_the_http_api(tiny_target, tmp_path):
 
 
 def _load_config(path, scale):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("table_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(scale)
+  from test_configs import ROOT, _load
+  return _load(os.path.join(ROOT, path), scale)
 
 
 def test_attacks_x_defenses_cells_pay_equal_budgets_at_every_scale():

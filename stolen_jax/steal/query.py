@@ -106,12 +106,23 @@ class Queried:
     return int(sum(len(c.damaged_rows) for c in self.caches))
 
 
-def plan_views(cfg, images: np.ndarray, seed: int, view: int) -> np.ndarray:
-  """The ``view``-th augmented view of every surrogate image, as the uint8 pixels sent to
-  the API (a pure function of the seed: a rerun sends the same images)."""
-  augment_all = jax.jit(augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg)))
-  views = np.asarray(augment_all(images, jax.random.fold_in(jax.random.PRNGKey(seed + 17), view)))
+def _augment_all(cfg):
+  """The steal's augmentation A over a whole image set, jitted once."""
+  return jax.jit(augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg)))
+
+
+def _sent_pixels(augment_all, images: np.ndarray, key) -> np.ndarray:
+  """A(images) drawn with ``key``, as the uint8 pixels sent to the API."""
+  views = np.asarray(augment_all(images, key))
   return np.clip(np.round(views * 255), 0, 255).astype(np.uint8)
+
+
+def plan_views(cfg, images: np.ndarray, seed: int, num_views: int) -> list[np.ndarray]:
+  """The plan's ``num_views`` augmented views of every surrogate image (a pure function of
+  the seed: a rerun, or another attack of the same seed, sends the same images)."""
+  augment_all = _augment_all(cfg)
+  base = jax.random.PRNGKey(seed + 17)
+  return [_sent_pixels(augment_all, images, jax.random.fold_in(base, v)) for v in range(num_views)]
 
 
 def _requests(op: Opened, seed: int):
@@ -119,11 +130,8 @@ def _requests(op: Opened, seed: int):
   views = query_views(op.cfg)
   if not views:
     return [("surrogate", op.surrogate.images, op.cache_key)]
-  out = []
-  for v in range(views):
-    pixels = plan_views(op.cfg, op.surrogate.images, seed, v)
-    out.append((f"view{v:03d}", pixels, {**op.cache_key, "images": eaas.cache.fingerprint(pixels)}))
-  return out
+  return [(f"view{v:03d}", pixels, {**op.cache_key, "images": eaas.cache.fingerprint(pixels)})
+          for v, pixels in enumerate(plan_views(op.cfg, op.surrogate.images, seed, views))]
 
 
 def query(op: Opened, stage_dir: str, seed: int) -> Queried:
@@ -156,10 +164,8 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
       op.http.key_prefix = f"{key['images']}-"
     answers.append(eaas.query_with_cache(service, pixels, cache, cfg.query_batch_size))
   attack = attack_of(cfg)
-  if len(requests) == 1 and requests[0][0] == "surrogate":
-    target_features = answers[0]
-  else:
-    target_features = np.stack(answers, axis=1)  # (N, V, d)
+  # One answer per image: (N, d); a plan of V views: (N, V, d).
+  target_features = np.stack(answers, axis=1) if query_views(cfg) else answers[0]
   if attack.targets is not None:
     target_features = np.asarray(attack.targets(target_features, attacks.block_of(cfg, attack)))
   logging.info("steal: %d answers for %d surrogate images (%s); %d queries paid for this stage",
@@ -191,11 +197,10 @@ def check_budget(cfg, n: int, caches, service, aug_service) -> None:
 def query_aug_data(cfg, images, service, stage_dir, seed, mesh):
   """Per-epoch data for query-aug: A(x) for every surrogate image and its paid answer
   f_t(A(x)), cached per epoch so a rerun does not pay twice."""
-  augment_all = jax.jit(augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg)))
+  augment_all = _augment_all(cfg)
 
   def for_epoch(epoch, data):
-    views = np.asarray(augment_all(images, jax.random.fold_in(jax.random.PRNGKey(seed + 7), epoch)))
-    views_u8 = np.clip(np.round(views * 255), 0, 255).astype(np.uint8)  # What is sent to the API.
+    views_u8 = _sent_pixels(augment_all, images, jax.random.fold_in(jax.random.PRNGKey(seed + 7), epoch))
     cache = eaas.FeatureCache(os.path.join(stage_dir, "query_aug"), f"epoch{epoch:04d}",
                               len(images), {"images": eaas.cache.fingerprint(views_u8),
                                             "defense": stages.key_of(service.defense.settings)},
