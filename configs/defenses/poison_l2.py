@@ -24,4 +24,5 @@ def get_config():
   config.defense.shadow.epochs = 10
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "defense.epsilon=0,0.3,1,3"
+  config.sweep.doc_section = 'Feature poisoning, ‖δ‖₂ ≤ ε (Table XV a): configs/defenses/poison_l2.py'
   return config

@@ -20,4 +20,5 @@ def get_config():
   config.defense.shadow.epochs = 10
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "defense.epsilon=0,0.03,0.1,0.3"
+  config.sweep.doc_section = 'Feature poisoning, ‖δ‖∞ ≤ ε (Table XV b): configs/defenses/poison_linf.py'
   return config

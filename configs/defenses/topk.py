@@ -23,4 +23,5 @@ def get_config():
   config.sweep.axes = "defense.k=64,16,4,1"
   config.sweep.note = ("k of the target's 64 feature dimensions (the paper's targets have 512: "
                        "k=64 here is 'no defense', k=8 is the paper's k=64 by proportion).")
+  config.sweep.doc_section = 'Top-k features (Table XIII): configs/defenses/topk.py'
   return config
