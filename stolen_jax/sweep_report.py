@@ -67,6 +67,19 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
   return table
 
 
+def _paper_quoted(config) -> str:
+  """The paper's figures as one line, for a table none of whose downstream sets is the
+  paper's (they are not placed beside rows measured on another set)."""
+  paper = _paper(config)
+  if not paper:
+    return ""
+  on = str(config.sweep.get("paper_dataset", "") or "")
+  figures = "; ".join(f"{v}: {'—' if ta is None else f'{ta:.2f}'} / {'—' if sa is None else f'{sa:.2f}'}"
+                      for v, (ta, sa) in paper.items())
+  where = f"on {on}, a downstream set not probed here" if on else "on its own downstream sets"
+  return f"The paper's TA / SA (%) per cell ({where}, so not beside these rows): {figures}."
+
+
 def _paper(config) -> dict:
   """The paper's (TA, SA) per cell label, from ``sweep.paper`` ('v:ta/sa; v:ta/sa')."""
   spec = config.sweep.get("paper") or ""
@@ -122,6 +135,9 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
                + (" (mean ± std)" if seeds > 1 else ""))
   if config.sweep.get("note"):
     lines.append(config.sweep.note)
+  quoted = _paper_quoted(config) if not has_paper else ""
+  if quoted:
+    lines.append(quoted)
   checked = claims.markdown(claims.evaluate(config.sweep.get("claims") or "", table))
   if checked:
     lines += ["", "Claims checked on this table: the difference of mean SA and its 95% half-width "

@@ -275,6 +275,7 @@ def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
   out = sweep.run(config, str(tmp_path / "w"))
   rows = {r["dataset"]: r for r in out["rows"] if r["steal.lambda_"] == 20.0}
   assert rows["gtsrb"]["paper_sa"] == 79.43 and "paper_sa" not in rows["mnist_npz"]
+  assert "The paper's TA / SA" not in (tmp_path / "w" / "results.md").read_text()  # Beside gtsrb.
   config.sweep.doc_section = "Table VI"
   sweep.run(config, str(tmp_path / "w"))
   config.sweep.doc_section = "Fig. 2: lambda"
@@ -283,3 +284,23 @@ def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
   assert text.startswith("# Results\n\nIntro kept.")
   assert text.count("## Fig. 2: lambda") == 1 and text.count("## Table VI") == 1
   assert text.index("## Fig. 2: lambda") < text.index("## Table VI")  # Replaced in place.
+
+
+def test_a_sweep_without_the_papers_downstream_set_quotes_its_figures_in_a_line(tmp_path, monkeypatch):
+  from stolen_jax import pipeline
+
+  def fake_pipeline(cfg, workdir, **kw):
+    return {"rows": [{"dataset": "mnist_npz", "ta": 0.5, "sa": 0.4, "queries": 10, "cost": 0.01,
+                      "cosine": 0.9, "agreement": 0.8}],
+            "stage_times": {"steal": "1s"}, "settings": {}, "context": {}}
+  monkeypatch.setattr(pipeline, "run", fake_pipeline)
+  config = defaults.base_config("sweep")
+  config.pretrain, config.steal = tiny_pretrain_block(), defaults.steal_block()
+  config.probe, config.sweep = defaults.probe_block(), sweep.sweep_block()
+  config.sweep.stack_steals = "off"
+  config.sweep.axes, config.sweep.paper = "steal.lambda_=0,20", "0.0:80.67/44.47; 20.0:80.67/79.43"
+  sweep.run(config, str(tmp_path / "w"))
+  md = (tmp_path / "w" / "results.md").read_text()
+  assert "paper SA (%)" not in md
+  assert ("The paper's TA / SA (%) per cell (on gtsrb, a downstream set not probed here, so not "
+          "beside these rows): 0.0: 80.67 / 44.47; 20.0: 80.67 / 79.43.") in md

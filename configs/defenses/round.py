@@ -16,6 +16,6 @@ def get_config():
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "defense.decimals=3,2,1,0"
   config.sweep.paper = "3:80.82/78.59; 2:80.50/79.08; 1:72.87/77.05"
-  config.sweep.note = "paper columns: Table XIV (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table XIV (CIFAR-10 target, GTSRB downstream)."
   config.sweep.doc_section = 'Feature rounding (Table XIV): configs/defenses/round.py'
   return config

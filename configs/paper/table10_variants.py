@@ -29,6 +29,6 @@ def get_config(scale="demo"):
                         "0.03,query_aug,20.0:80.67/76.71; 0.03,pretrain_encoder,20.0:80.67/66.42; "
                         "0.05,stolenencoder,20.0:80.67/79.43; 0.05,stolenencoder,0.0:80.67/51.50; "
                         "0.05,query_aug,20.0:80.67/78.91; 0.05,pretrain_encoder,20.0:80.67/71.40")
-  config.sweep.note = ("paper columns: Table X (CIFAR-10 target, GTSRB downstream, 1,500/2,500 "
+  config.sweep.note = ("paper: Table X (CIFAR-10 target, GTSRB downstream, 1,500/2,500 "
                        "queries; query-aug 151,500/252,500), the same for every downstream row.")
   return config

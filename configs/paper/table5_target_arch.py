@@ -20,5 +20,5 @@ def get_config(scale="demo"):
   config.sweep.paper = ("resnet34:76.58/76.76; vgg19_bn:42.68/48.52; vgg19:26.88/41.69; "
                         "resnet18:80.67/79.43; densenet121:59.78/61.69; mobilenetv2:38.75/47.26; "
                         "shufflenetv2:45.60/49.79")
-  config.sweep.note = "paper columns: Table V (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table V (CIFAR-10 target, GTSRB downstream)."
   return config

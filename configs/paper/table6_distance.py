@@ -19,5 +19,5 @@ def get_config(scale="demo"):
   # features were normalised (its code normalises), so both rows carry its figure.
   config.sweep.paper = ("l2,True:80.67/79.43; l1,True:80.67/74.52; cosine,True:80.67/61.07; "
                         "l2,False:80.67/79.43; l1,False:80.67/74.52; cosine,False:80.67/61.07")
-  config.sweep.note = "paper columns: Table VI (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table VI (CIFAR-10 target, GTSRB downstream)."
   return config

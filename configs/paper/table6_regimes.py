@@ -33,7 +33,7 @@ def get_config(scale="demo"):
     for dist, sa in (("l2", 79.43), ("l1", 74.52), ("cosine", 61.07)):
       rows.append(f"{dist},{optimizer},{reduction},{decay}:80.67/{sa}")
   config.sweep.paper = "; ".join(rows)
-  config.sweep.note = "paper columns: Table VI (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table VI (CIFAR-10 target, GTSRB downstream)."
   ours, official = "adam,mean,0.0", "sgd,official,0.0005"
   config.sweep.claims = "; ".join(
       f"l2,{r} > {d},{r}" for r in (ours, official) for d in ("l1", "cosine"))

@@ -16,5 +16,5 @@ def get_config(scale="demo"):
   config.sweep.axes = "pretrain.method=moco,simclr"
   config.sweep.claims = "moco ~ simclr"
   config.sweep.paper = "moco:78.92/78.41; simclr:80.67/79.43"
-  config.sweep.note = "paper columns: Table VII (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table VII (CIFAR-10 target, GTSRB downstream)."
   return config

@@ -23,5 +23,5 @@ def get_config(scale="demo"):
   config.sweep = sweep.sweep_block()
   config.sweep.axes = "steal.augment=" + ",".join(SUBSETS)
   config.sweep.paper = "; ".join(f"{s}:80.67/{sa}" for s, sa in zip(SUBSETS, PAPER_SA))
-  config.sweep.note = "paper columns: Table VIII (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.note = "paper: Table VIII (CIFAR-10 target, GTSRB downstream)."
   return config
