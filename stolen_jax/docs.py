@@ -28,7 +28,9 @@ def write_section(path: str, title: str, markdown: str, workdir: str) -> str:
   markdown links (``results.png`` in ``workdir``) is copied beside the doc. Returns path."""
   path = os.path.abspath(path)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  slug = "".join(c if c.isalnum() else "_" for c in title).strip("_").lower()[:60] or "section"
+  # ASCII only: a plot's file name must survive every tool and file system (titles carry ‖δ‖₂).
+  slug = "".join(c if c.isascii() and c.isalnum() else "_" for c in title)
+  slug = slug.strip("_").lower()[:60] or "section"
   if "(results.png)" in markdown and os.path.exists(os.path.join(workdir, "results.png")):
     shutil.copyfile(os.path.join(workdir, "results.png"),
                     os.path.join(os.path.dirname(path), f"{slug}.png"))

@@ -304,3 +304,14 @@ def test_a_sweep_without_the_papers_downstream_set_quotes_its_figures_in_a_line(
   assert "paper SA (%)" not in md
   assert ("The paper's TA / SA (%) per cell (on gtsrb, a downstream set not probed here, so not "
           "beside these rows): 0.0: 80.67 / 44.47; 20.0: 80.67 / 79.43.") in md
+
+
+def test_a_results_doc_names_its_plot_in_ascii(tmp_path):
+  from stolen_jax import docs
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "results.png").write_bytes(b"png")
+  path = docs.write_section(str(tmp_path / "doc.md"), "Poisoning, ‖δ‖₂ ≤ ε (Table XV a)",
+                            "| a |\n\n![plot](results.png)\n", str(workdir))
+  assert (tmp_path / "poisoning____________table_xv_a.png").exists()
+  assert "](poisoning____________table_xv_a.png)" in open(path).read()
