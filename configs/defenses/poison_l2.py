@@ -1,6 +1,6 @@
 """Table XV(a) (feature poisoning, ‖δ‖₂ ≤ ε) at demo scale.
 
-Run (embedded data, no download; about 12 minutes on 2 CPU cores):
+Run (embedded data, no download; about 8 minutes on 2 CPU cores, 2026-12-02):
   python -m stolen_jax.main --config=configs/defenses/poison_l2.py
 The provider first trains its shadow stolen encoder (Algorithm 1 with the attacker's
 settings on its own pretraining set, ``defense.shadow``; 10 epochs here), once; then every

@@ -1,6 +1,6 @@
 """Table XV(b) (feature poisoning, ‖δ‖∞ ≤ ε) at demo scale.
 
-Run (embedded data, no download; about 12 minutes on 2 CPU cores):
+Run (embedded data, no download; about 8 minutes on 2 CPU cores, 2026-12-02):
   python -m stolen_jax.main --config=configs/defenses/poison_linf.py
 As configs/defenses/poison_l2.py with the ℓ∞ ball (sign-gradient steps); the shadow
 encoder is the same stage, trained once for both.

@@ -1,6 +1,6 @@
 """Table XIV (feature rounding) at demo scale: rounding every answer to m decimals.
 
-Run (embedded data, no download; about 8 minutes on 2 CPU cores):
+Run (embedded data, no download; about 8 minutes on 2 CPU cores with the target, 2026-12-02):
   python -m stolen_jax.main --config=configs/defenses/round.py
 Paper (Table XIV, CIFAR-10 target, GTSRB): TA/SA 72.87/77.05 (m=1), 80.50/79.08 (m=2),
 80.82/78.59 (m=3): rounding leaves SA about TA; it does not stop the attack.

@@ -1,7 +1,7 @@
 """Table XIII (top-k features) at demo scale: does keeping only the k largest features stop
 the attack, and what does it cost honest customers?
 
-Run (embedded data, no download; about 10 minutes on 2 CPU cores):
+Run (embedded data, no download; about 7 minutes on 2 CPU cores, 2026-12-02):
   python -m stolen_jax.main --config=configs/defenses/topk.py
 Each cell is the demo's pipeline (configs/demo.py) with the API answering top-k features
 (k of the demo target's 64 dimensions) to the attacker and to the target's probe alike; the
