@@ -74,8 +74,8 @@ def _paper_quoted(config) -> str:
   if not paper:
     return ""
   on = str(config.sweep.get("paper_dataset", "") or "")
-  figures = "; ".join(f"{v}: {'—' if ta is None else f'{ta:.2f}'} / {'—' if sa is None else f'{sa:.2f}'}"
-                      for v, (ta, sa) in paper.items())
+  figure = lambda x: "—" if x is None else f"{x:.2f}"
+  figures = "; ".join(f"{v}: {figure(ta)} / {figure(sa)}" for v, (ta, sa) in paper.items())
   where = f"on {on}, a downstream set not probed here" if on else "on its own downstream sets"
   return f"The paper's TA / SA (%) per cell ({where}, so not beside these rows): {figures}."
 
@@ -217,8 +217,8 @@ def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> b
   cols = list(dict.fromkeys(r[col_key] for r in table))
   panels = list(dict.fromkeys((r["dataset"], r["queries"]) for r in table))
   panel_width = max(2.6, 0.8 * len(cols) + 1.8)  # Room for the row labels and the title.
-  fig, axes = plt.subplots(1, len(panels), figsize=(panel_width * len(panels), 0.45 * len(rows) + 1.8),
-                           dpi=120, squeeze=False)
+  figsize = (panel_width * len(panels), 0.45 * len(rows) + 1.8)
+  fig, axes = plt.subplots(1, len(panels), figsize=figsize, dpi=120, squeeze=False)
   for ax, (dataset, queries) in zip(axes[0], panels):
     grid = np.full((len(rows), len(cols)), np.nan)
     for r in table:

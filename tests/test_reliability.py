@@ -256,12 +256,14 @@ def test_topk_above_the_feature_dimension_fails_before_pretraining():
     jobs.validate(config)
 
 
-def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
+def _paper_sweep_config(monkeypatch, datasets):
+  """A two-cell λ sweep carrying the paper's figures, over a stand-in pipeline whose rows
+  are the downstream sets ``datasets``."""
   from stolen_jax import pipeline
 
   def fake_pipeline(cfg, workdir, **kw):
     return {"rows": [{"dataset": ds, "ta": 0.5, "sa": 0.4, "queries": 10, "cost": 0.01,
-                      "cosine": 0.9, "agreement": 0.8} for ds in ("gtsrb", "mnist_npz")],
+                      "cosine": 0.9, "agreement": 0.8} for ds in datasets],
             "stage_times": {"steal": "1s"}, "settings": {}, "context": {}}
   monkeypatch.setattr(pipeline, "run", fake_pipeline)
   config = defaults.base_config("sweep")
@@ -269,6 +271,11 @@ def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
   config.probe, config.sweep = defaults.probe_block(), sweep.sweep_block()
   config.sweep.stack_steals = "off"
   config.sweep.axes, config.sweep.paper = "steal.lambda_=0,20", "0.0:80.67/44.47; 20.0:80.67/79.43"
+  return config
+
+
+def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
+  config = _paper_sweep_config(monkeypatch, ("gtsrb", "mnist_npz"))
   doc = tmp_path / "doc.md"
   doc.write_text("# Results\n\nIntro kept.\n")
   config.sweep.doc, config.sweep.doc_section = str(doc), "Fig. 2: lambda"
@@ -286,19 +293,9 @@ def test_a_sweep_writes_its_own_section_of_a_results_doc(tmp_path, monkeypatch):
   assert text.index("## Fig. 2: lambda") < text.index("## Table VI")  # Replaced in place.
 
 
-def test_a_sweep_without_the_papers_downstream_set_quotes_its_figures_in_a_line(tmp_path, monkeypatch):
-  from stolen_jax import pipeline
-
-  def fake_pipeline(cfg, workdir, **kw):
-    return {"rows": [{"dataset": "mnist_npz", "ta": 0.5, "sa": 0.4, "queries": 10, "cost": 0.01,
-                      "cosine": 0.9, "agreement": 0.8}],
-            "stage_times": {"steal": "1s"}, "settings": {}, "context": {}}
-  monkeypatch.setattr(pipeline, "run", fake_pipeline)
-  config = defaults.base_config("sweep")
-  config.pretrain, config.steal = tiny_pretrain_block(), defaults.steal_block()
-  config.probe, config.sweep = defaults.probe_block(), sweep.sweep_block()
-  config.sweep.stack_steals = "off"
-  config.sweep.axes, config.sweep.paper = "steal.lambda_=0,20", "0.0:80.67/44.47; 20.0:80.67/79.43"
+def test_a_sweep_without_the_papers_downstream_set_quotes_its_figures_in_a_line(
+    tmp_path, monkeypatch):
+  config = _paper_sweep_config(monkeypatch, ("mnist_npz",))
   sweep.run(config, str(tmp_path / "w"))
   md = (tmp_path / "w" / "results.md").read_text()
   assert "paper SA (%)" not in md
