@@ -31,4 +31,5 @@ def get_config(scale="demo"):
                         "0.05,query_aug,20.0:80.67/78.91; 0.05,pretrain_encoder,20.0:80.67/71.40")
   config.sweep.note = ("paper: Table X (CIFAR-10 target, GTSRB downstream, 1,500/2,500 "
                        "queries; query-aug 151,500/252,500), the same for every downstream row.")
+  config.sweep.doc_section = "Table X: StolenEncoder and its variants at 3% and 5%"
   return config

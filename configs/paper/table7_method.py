@@ -17,4 +17,5 @@ def get_config(scale="demo"):
   config.sweep.claims = "moco ~ simclr"
   config.sweep.paper = "moco:78.92/78.41; simclr:80.67/79.43"
   config.sweep.note = "paper: Table VII (CIFAR-10 target, GTSRB downstream)."
+  config.sweep.doc_section = "Table VII: the target's method, MoCo vs SimCLR"
   return config
