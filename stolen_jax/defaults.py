@@ -52,16 +52,17 @@ def defense_block() -> ml_collections.ConfigDict:
   (k), ``round`` (decimals), ``noise`` (gaussian|uniform, scale), ``poison`` (Eq. 10: epsilon,
   norm l2|linf, PGD steps and step_size (0 = 2.5·ε/steps); its shadow stolen encoder is
   trained on ``shadow.dataset`` — default: the target's pretraining set — with the
-  attacker's steal settings, for ``shadow.epochs`` (default: the attacker's)), ``b4b``
-  (per-account noise growing with coverage: ``b4b.bits``, ``scale``, ``saturation``,
-  ``power``)."""
+  attacker's steal settings, for ``shadow.epochs`` at ``shadow.batch_size`` (defaults: the
+  attacker's)), ``b4b`` (per-account noise growing with coverage: ``b4b.bits``, ``scale``,
+  ``saturation``, ``power``)."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
       b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
-          num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int)))))
+          num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int),
+          batch_size=config_dict.placeholder(int)))))
 
 
 def base_config(job: str) -> ml_collections.ConfigDict:

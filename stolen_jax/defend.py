@@ -30,6 +30,7 @@ same image always gets the same answer (averaging repeated queries gains nothing
 import dataclasses
 import functools
 import hashlib
+import os
 from typing import Callable, Optional
 
 import jax
@@ -103,6 +104,12 @@ def validate(cfg, feature_dim: Optional[int] = None) -> None:
       raise ConfigError(f"defense.steps={cfg.steps!r} must be an integer >= 1")
     if not np.isfinite(cfg.step_size) or cfg.step_size < 0:
       raise ConfigError(f"defense.step_size={cfg.step_size} must be >= 0 (0: 2.5·ε/steps)")
+    shadow = cfg.get("shadow") or {}
+    for key in ("epochs", "batch_size"):
+      value = shadow.get(key)
+      if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"defense.shadow.{key}={value!r} must be an integer >= 1 "
+                          "(unset: the attacker's)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,4 +274,8 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
     augmented = shadow["features_fn"](views)
     f = jnp.asarray(f)
     return f + perturb(f, jnp.asarray(clean), jnp.asarray(augmented), keys)
+  # The answers depend on the shadow encoder too: its stage key joins the settings that key
+  # the query cache and stage, so another shadow never reuses these answers.
+  if shadow.get("stage_dir"):
+    s = {**s, "shadow": os.path.basename(os.path.normpath(shadow["stage_dir"]))}
   return Defense(name, s, poison)

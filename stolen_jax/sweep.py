@@ -127,9 +127,20 @@ def cell_key(cfg) -> str:
   return stages.key_of({
       "target": stages.plain(cfg.steal.target) if cfg.steal.target else pretrain.stage_settings(cfg),
       "steal": steal.steal_settings(cfg),
-      "defense": {**defend.settings(cfg.defense), "shadow": stages.plain(cfg.defense.shadow)},
+      "defense": {**defend.settings(cfg.defense), "shadow": _shadow_key(cfg)},
       "probe": {**probe.probe_settings(cfg.probe), "datasets": cfg.probe.datasets},
       "seed": cfg.seed})
+
+
+def _shadow_key(cfg) -> dict:
+  """The shadow block as cell keys have always held it; its ``batch_size`` (added later)
+  only where it changes the shadow — a poisoning cell whose shadow trains at another batch
+  than the attacker's — so finished cells keep their keys."""
+  shadow = stages.plain(cfg.defense.shadow)
+  batch = shadow.pop("batch_size", None)
+  if cfg.defense.name == "poison" and batch is not None and batch != cfg.steal.batch_size:
+    shadow["batch_size"] = batch
+  return shadow
 
 
 def stacking_enabled(config) -> bool:

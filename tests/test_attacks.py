@@ -228,6 +228,7 @@ def test_attacks_x_defenses_table_runs_at_tiny_size(tmp_path):
   config.pretrain = tiny_pretrain_block(epochs=1)
   config.probe = tiny_probe_block(epochs=1)
   config.defense.shadow.epochs, config.defense.shadow.num_examples = 1, 16
+  config.defense.shadow.batch_size = 16
   config.defense.steps = 2
   config.defense.b4b.bits = 4
   # The kinds of cell the table has: one-answer and view plans, a plain perturbation, the

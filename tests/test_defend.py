@@ -152,3 +152,48 @@ def test_poison_trains_a_shadow_once_and_perturbs_within_the_bound(tmp_path):
   assert np.abs(delta).max() <= 0.05 + 1e-5 and np.abs(delta).max() > 0.01
   again = pipeline.run(config, str(tmp_path))
   assert again["stage_times"]["steal"] == "restored"
+
+
+def test_one_shadow_serves_every_surrogate_and_an_older_key_is_reused(tmp_path):
+  """The shadow trains on the provider's data: cells that differ only in the attacker's
+  surrogate set (or in its batch, with ``defense.shadow.batch_size`` pinned) share it, and a
+  finished shadow whose older key also held the surrogate settings is reused, not retrained;
+  the poisoned answers are keyed by the shadow they came from."""
+  from stolen_jax import stages
+  from stolen_jax.steal import shadow as shadow_lib
+  config = _tiny_pipeline(name="poison", epsilon=0.05, norm="linf", steps=2)
+  pipeline.run(config, str(tmp_path))
+  (first,) = list((tmp_path / "shadow").iterdir())
+  query = json.load(open(next((tmp_path / "query").iterdir()) / "stage.json"))
+  assert query["upstream"]["defense"]["shadow"] == first.name
+  # An older workdir's key: the same shadow, its key also holding the surrogate's settings.
+  record = json.load(open(first / "stage.json"))
+  record["settings"]["attack"].update(surrogate="embedded:textures", surrogate_size=32)
+  legacy = stages.key_of({"settings": record["settings"], "upstream": record["upstream"]})
+  record["key"] = legacy
+  json.dump(record, open(first / "stage.json", "w"))
+  first.rename(tmp_path / "shadow" / legacy)
+  other = _tiny_pipeline(name="poison", epsilon=0.05, norm="linf", steps=2)
+  other.steal.surrogate_size, other.steal.batch_size = 24, 8
+  other.defense.shadow.batch_size = config.steal.batch_size
+  out = pipeline.run(other, str(tmp_path))
+  assert [d.name for d in (tmp_path / "shadow").iterdir()] == [legacy]
+  assert out["stage_times"]["steal"] != "restored"  # A new attack, against the same shadow.
+  assert "surrogate_size" not in shadow_lib.shadow_settings(other.steal, "d", "train", None,
+                                                            0)["attack"]
+  # Another shadow batch is another shadow, and so are its answers.
+  other.defense.shadow.batch_size = 8
+  pipeline.run(other, str(tmp_path))
+  shadows = sorted(d.name for d in (tmp_path / "shadow").iterdir())
+  assert len(shadows) == 2
+  keys = {json.load(open(d / "stage.json"))["upstream"]["defense"].get("shadow")
+          for d in (tmp_path / "query").iterdir()}
+  assert keys == set(shadows) | {first.name}  # The first run's answers, under its own key.
+
+
+def test_shadow_block_values_are_checked():
+  for key, value in (("epochs", 0), ("batch_size", -2)):
+    config = _tiny_pipeline(name="poison")
+    config.defense.shadow[key] = value
+    with pytest.raises(ConfigError, match=f"defense.shadow.{key}"):
+      defend.validate(config.defense)

@@ -16,7 +16,10 @@ RDA's prototype views) gets budget // V images, so every row of a budget paid th
 queries (the #Queries column); its batch is min(batch, images) so it trains at all. Each row
 also reports the held-out cosine to the true target, the training wall time and XLA's FLOP
 count. Defense strengths (``config.defense``): top-k keeps 1/8 of the target's dimensions,
-rounding to 1 decimal, Gaussian noise 0.1, poisoning ε = 1 (ℓ2), B4B at its defaults.
+rounding to 1 decimal, Gaussian noise 0.1, poisoning ε = 1 (ℓ2), B4B at its defaults. The
+poisoning provider's shadow encoder (one per seed, shared by every attack) trains at the
+scale's steal batch (``defense.shadow.batch_size``; set it too when changing
+``steal.batch_size``), not at the smaller batch a small surrogate forces on an attack.
 
 What it should show (the attacks' papers, CIFAR-10 targets): with defenses off, Cont-Steal
 and RDA above StolenEncoder above the conventional attack at the same *images*; at the same
@@ -53,6 +56,9 @@ def get_config(arg="demo"):
   config.job = "sweep"
   config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
   config.defense.decimals = 1
+  # The provider's poisoning shadow trains at the attacker's usual batch on its own data, not
+  # at the batch a small surrogate forces on an attack (RDA's 30): one shadow per seed.
+  config.defense.shadow.batch_size = config.steal.batch_size
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
   cells = []

@@ -1,6 +1,7 @@
 """The provider's side of a steal: its defense, and for feature poisoning (§VII-C) the
 shadow stolen encoder it trains once to anticipate the attacker."""
 
+import os
 import time
 
 import jax
@@ -13,6 +14,43 @@ from stolen_jax.errors import ConfigError
 from stolen_jax.steal.settings import stolenencoder_settings
 from stolen_jax.steal.trainer import train_encoder
 from stolen_jax.targets import Target
+
+# The attacker's settings the shadow never reads: it trains on the provider's data, not the
+# attacker's surrogate set, so cells that differ only in these share one shadow.
+UNUSED_ATTACK_SETTINGS = ("surrogate", "surrogate_split", "surrogate_size", "eval_heldout",
+                          "heldout_split")
+
+
+def shadow_settings(attacker, dataset: str, split: str, num, seed: int) -> dict:
+  """The shadow stage's key: the StolenEncoder settings it trains with (less those it never
+  reads), the provider's data and the seed."""
+  attack = {k: v for k, v in stolenencoder_settings(attacker).items()
+            if k not in UNUSED_ATTACK_SETTINGS}
+  return {"attack": attack, "dataset": dataset, "split": split, "num_examples": num,
+          "seed": seed}
+
+
+def _equivalent_finished(workdir: str, record: dict):
+  """A finished shadow stage of an older workdir whose key still held the unused settings
+  and otherwise equals ``record`` (so its encoder is this one): reused, not retrained."""
+  root, key_of_record = os.path.join(workdir, "shadow"), stages.key_of(record)
+  for key in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+    old = stages.read_json(os.path.join(root, key, "stage.json"))
+    if not isinstance(old, dict) or not isinstance(old.get("settings"), dict):
+      continue
+    settings = dict(old["settings"])
+    if not isinstance(settings.get("attack"), dict):
+      continue
+    settings["attack"] = {k: v for k, v in settings["attack"].items()
+                          if k not in UNUSED_ATTACK_SETTINGS}
+    if stages.key_of({"settings": settings, "upstream": old.get("upstream", {})}) != key_of_record:
+      continue
+    stage = stages.Stage("shadow", key, os.path.join(root, key),
+                         {"settings": old["settings"], "upstream": old.get("upstream", {})},
+                         workdir)
+    if stage.completed() is not None:
+      return stage
+  return None
 
 
 def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
@@ -32,12 +70,18 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
   attacker = cfg.copy_and_resolve_references()
   with attacker.unlocked():
     attacker.epochs = shadow_cfg.epochs or cfg.epochs
+    attacker.batch_size = shadow_cfg.get("batch_size") or cfg.batch_size
     if "attack" in attacker:
       attacker.attack = "stolenencoder"
-  stage = stages.open_stage(
-      workdir, "shadow", {"attack": stolenencoder_settings(attacker), "dataset": dataset,
-                          "split": split, "num_examples": num, "seed": config.seed},
-      upstream={"target": target.meta["fingerprint"]}, strict=config.get("strict_stages", False))
+  settings = shadow_settings(attacker, dataset, split, num, config.seed)
+  upstream = {"target": target.meta["fingerprint"]}
+  stage = _equivalent_finished(workdir, {"settings": settings, "upstream": upstream})
+  if stage is not None:
+    logging.info("shadow: reusing %s (an older key that also held the attacker's surrogate "
+                 "settings, which the shadow does not read)", stage.dir)
+  else:
+    stage = stages.open_stage(workdir, "shadow", settings, upstream=upstream,
+                              strict=config.get("strict_stages", False))
   if stage.completed() is None:
     data = sources.load(dataset, split, image_size=cfg.image_size, num_examples=num,
                         seed=config.seed + 11, data_dir=shadow_cfg.get("data_dir") or cfg.data_dir)
