@@ -123,3 +123,12 @@ def test_claims_weigh_the_effect_against_the_seeds_spread():
     claims.evaluate("l2 > nope", table)
   with pytest.raises(ConfigError, match="bad sweep.claims"):
     claims.parse("l2 cosine")
+  # SA/TA: cells with different targets compare what the attack keeps of each.
+  targets = [{"cell": "moco", "dataset": "d", "sa": 0.60, "sa_std": 0.01, "sa_over_ta": 0.99,
+              "sa_over_ta_std": 0.002, "seeds": 2},
+             {"cell": "npz:/x", "dataset": "d", "sa": 0.80, "sa_std": 0.01, "sa_over_ta": 1.0,
+              "sa_over_ta_std": 0.002, "seeds": 2}]
+  (row,) = claims.evaluate("SA/TA: moco ~ npz:/x", targets)
+  assert row["claim"] == "SA/TA: moco ~ npz:/x" and row["diff"] == pytest.approx(-1.0)
+  assert row["verdict"] == "holds"
+  assert claims.evaluate("moco ~ npz:/x", targets)[0]["verdict"] == "does not hold"
