@@ -35,6 +35,8 @@ def _equivalent_finished(workdir: str, record: dict):
   and otherwise equals ``record`` (so its encoder is this one): reused, not retrained."""
   root, key_of_record = os.path.join(workdir, "shadow"), stages.key_of(record)
   for key in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+    if key == key_of_record:  # Today's key: ``open_stage`` finds it.
+      continue
     old = stages.read_json(os.path.join(root, key, "stage.json"))
     if not isinstance(old, dict) or not isinstance(old.get("settings"), dict):
       continue
