@@ -5,12 +5,11 @@
 SA exceeds B's, ``A ~ B`` that they are about equal; an entry prefixed ``SA/TA:`` compares
 SA/TA (%) instead — for cells with different targets, where the paper's claim is about how
 much of each target the attack keeps, not about the targets' own accuracy. For every
-downstream set the sweep
-writes the difference of mean SA (points), its 95% half-width 2·SE (SE = √(s_A²/n_A +
-s_B²/n_B) over the seeds) and a verdict: ``holds`` (A > B: the interval above 0; A ~ B: the
-interval within ±2 points), ``does not hold`` (A > B: the interval at or below 0; A ~ B: the
-interval outside ±2 points), ``not resolved`` otherwise or with one seed (no spread to weigh
-the effect against).
+downstream set the sweep writes the difference of the means (points), its 95% half-width
+2·SE (SE = √(s_A²/n_A + s_B²/n_B) over the seeds) and a verdict: ``holds`` (A > B: the
+interval above 0; A ~ B: the interval within ±2 points), ``does not hold`` (A > B: the
+interval at or below 0; A ~ B: the interval outside ±2 points), ``not resolved`` otherwise
+or with one seed (no spread to weigh the effect against).
 """
 
 import math

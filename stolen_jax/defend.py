@@ -30,7 +30,6 @@ same image always gets the same answer (averaging repeated queries gains nothing
 import dataclasses
 import functools
 import hashlib
-import os
 from typing import Callable, Optional
 
 import jax
@@ -276,6 +275,6 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
     return f + perturb(f, jnp.asarray(clean), jnp.asarray(augmented), keys)
   # The answers depend on the shadow encoder too: its stage key joins the settings that key
   # the query cache and stage, so another shadow never reuses these answers.
-  if shadow.get("stage_dir"):
-    s = {**s, "shadow": os.path.basename(os.path.normpath(shadow["stage_dir"]))}
+  if shadow.get("stage_key"):
+    s = {**s, "shadow": shadow["stage_key"]}
   return Defense(name, s, poison)

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from absl import logging
 
@@ -189,6 +189,27 @@ def _siblings(root: str, key: str) -> list[tuple[str, dict]]:
         if isinstance(rec, dict) and "key" in rec:
           out.append((d, rec))
   return out
+
+
+def finished_equivalent(workdir: str, name: str, settings: dict, upstream: dict,
+                        normalise: Callable[[dict], dict]) -> Optional[Stage]:
+  """A finished stage ``name`` under an older key whose settings, passed through
+  ``normalise`` (which drops what an earlier key held but no longer determines the stage),
+  equal ``settings``: its output is this stage's, so it is reused rather than recomputed."""
+  record = {"settings": plain(settings), "upstream": plain(upstream)}
+  key = key_of(record)
+  root = os.path.join(workdir, name)
+  for other, rec in _siblings(root, key):
+    if not isinstance(rec.get("settings"), dict):
+      continue
+    old = {"settings": normalise(dict(rec["settings"])), "upstream": rec.get("upstream", {})}
+    if key_of(old) != key:
+      continue
+    stage = Stage(name, other, os.path.join(root, other),
+                  {"settings": rec["settings"], "upstream": rec.get("upstream", {})}, workdir)
+    if stage.completed() is not None:
+      return stage
+  return None
 
 
 def open_stage(workdir: str, name: str, settings: dict, upstream: Optional[dict] = None,

@@ -74,7 +74,10 @@ def _paper_quoted(config) -> str:
   if not paper:
     return ""
   on = str(config.sweep.get("paper_dataset", "") or "")
-  figure = lambda x: "—" if x is None else f"{x:.2f}"
+
+  def figure(x):
+    return "—" if x is None else f"{x:.2f}"
+
   figures = "; ".join(f"{v}: {figure(ta)} / {figure(sa)}" for v, (ta, sa) in paper.items())
   where = f"on {on}, a downstream set not probed here" if on else "on its own downstream sets"
   return f"The paper's TA / SA (%) per cell ({where}, so not beside these rows): {figures}."

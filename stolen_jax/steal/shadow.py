@@ -1,7 +1,6 @@
 """The provider's side of a steal: its defense, and for feature poisoning (§VII-C) the
 shadow stolen encoder it trains once to anticipate the attacker."""
 
-import os
 import time
 
 import jax
@@ -21,38 +20,24 @@ UNUSED_ATTACK_SETTINGS = ("surrogate", "surrogate_split", "surrogate_size", "eva
                           "heldout_split")
 
 
+def _used(attack: dict) -> dict:
+  """The attacker's settings less those the shadow never reads."""
+  return {k: v for k, v in attack.items() if k not in UNUSED_ATTACK_SETTINGS}
+
+
+def _without_unused(settings: dict) -> dict:
+  """A shadow stage's recorded settings as today's key holds them (older keys also held the
+  attacker's surrogate settings)."""
+  if isinstance(settings.get("attack"), dict):
+    settings = {**settings, "attack": _used(settings["attack"])}
+  return settings
+
+
 def shadow_settings(attacker, dataset: str, split: str, num, seed: int) -> dict:
   """The shadow stage's key: the StolenEncoder settings it trains with (less those it never
   reads), the provider's data and the seed."""
-  attack = {k: v for k, v in stolenencoder_settings(attacker).items()
-            if k not in UNUSED_ATTACK_SETTINGS}
-  return {"attack": attack, "dataset": dataset, "split": split, "num_examples": num,
-          "seed": seed}
-
-
-def _equivalent_finished(workdir: str, record: dict):
-  """A finished shadow stage of an older workdir whose key still held the unused settings
-  and otherwise equals ``record`` (so its encoder is this one): reused, not retrained."""
-  root, key_of_record = os.path.join(workdir, "shadow"), stages.key_of(record)
-  for key in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-    if key == key_of_record:  # Today's key: ``open_stage`` finds it.
-      continue
-    old = stages.read_json(os.path.join(root, key, "stage.json"))
-    if not isinstance(old, dict) or not isinstance(old.get("settings"), dict):
-      continue
-    settings = dict(old["settings"])
-    if not isinstance(settings.get("attack"), dict):
-      continue
-    settings["attack"] = {k: v for k, v in settings["attack"].items()
-                          if k not in UNUSED_ATTACK_SETTINGS}
-    if stages.key_of({"settings": settings, "upstream": old.get("upstream", {})}) != key_of_record:
-      continue
-    stage = stages.Stage("shadow", key, os.path.join(root, key),
-                         {"settings": old["settings"], "upstream": old.get("upstream", {})},
-                         workdir)
-    if stage.completed() is not None:
-      return stage
-  return None
+  return {"attack": _used(stolenencoder_settings(attacker)), "dataset": dataset,
+          "split": split, "num_examples": num, "seed": seed}
 
 
 def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
@@ -77,7 +62,7 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
       attacker.attack = "stolenencoder"
   settings = shadow_settings(attacker, dataset, split, num, config.seed)
   upstream = {"target": target.meta["fingerprint"]}
-  stage = _equivalent_finished(workdir, {"settings": settings, "upstream": upstream})
+  stage = stages.finished_equivalent(workdir, "shadow", settings, upstream, _without_unused)
   if stage is not None:
     logging.info("shadow: reusing %s (an older key that also held the attacker's surrogate "
                  "settings, which the shadow does not read)", stage.dir)
@@ -101,7 +86,7 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
   return {"features_fn": shadow_fn,
           "augment": jax.jit(augment.per_key), "distance": cfg.distance,
           "lambda_": float(cfg.lambda_), "normalize": bool(cfg.normalize_features),
-          "stage_dir": stage.dir}
+          "stage_dir": stage.dir, "stage_key": stage.key}
 
 
 def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
