@@ -113,6 +113,7 @@ def steal_block() -> ml_collections.ConfigDict:
       data_dir=config_dict.placeholder(str), image_size=32,
       query_budget=config_dict.placeholder(int), query_batch_size=256,
       price_per_1000=1.2,  # $ per 1,000 queries for the tables' cost (Clarifai's, §VI); an HTTP API bills its own.
+      max_weights_gb=4.0,  # An import:NAME:PATH target's file may declare at most this much.
       arch="resnet34", width=1.0, dtype="float32",
       lambda_=20.0, distance="l2", reduction="mean", normalize_features=True,
       bn_passes="separate", augment=PAPER_STEAL_AUGMENT, aug=aug_block(),
@@ -222,6 +223,7 @@ def serve_block() -> ml_collections.ConfigDict:
       # Per request: declared pixels per image and in all (checked before decoding), and
       # an account limited to r images/s sends at most r * burst_s images at once.
       max_image_pixels=4096 * 4096, max_request_pixels=2 * 4096 * 4096, burst_s=1.0,
+      max_weights_gb=4.0,  # An import:NAME:PATH checkpoint may declare at most this much.
       # B4B: per-account noise growing with the account's coverage of the embedding space.
       b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
                                          power=1.0, seed=0))))

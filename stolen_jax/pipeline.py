@@ -104,7 +104,8 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   config.steal.target = target_path
   pretrain_summary = None if given else stages.read_json(os.path.join(target_path, "summary.json"))
   console.stage_line("target", _target_line(times["target"], pretrain_summary, target_path))
-  target = steal.open_target(target_path, mesh, config.steal.query_batch_size)
+  target = steal.open_target(target_path, mesh, config.steal.query_batch_size,
+                            config.steal.get("max_weights_gb"))
   t0 = time.perf_counter()
   defense = steal.build_defense(config, workdir, target, mesh)
   if defense.name == "poison":

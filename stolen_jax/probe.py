@@ -236,7 +236,8 @@ def run(config, workdir: str, mesh=None) -> dict:
   if targets.is_remote(cfg.encoder):
     raise ConfigError("probe.encoder must be local (a checkpoint, import:..., callable:...); "
                       "probing an API's answers is the pipeline's TA")
-  encoder = targets.open(cfg.encoder, mesh, cfg.feature_batch_size)
+  encoder = targets.open(cfg.encoder, mesh, cfg.feature_batch_size,
+                         max_weights_gb=cfg.get("max_weights_gb"))
   features_fn, meta = encoder.features_fn, encoder.meta
   if cfg.image_size is None:  # The size the encoder was trained at, from its record.
     cfg = cfg.copy_and_resolve_references()

@@ -31,7 +31,7 @@ def build_app(config, workdir: str, mesh=None):
     raise ConfigError("serve.checkpoint is required: the target encoder's checkpoint path "
                       "(or import:NAME:PATH, callable:MODULE:FUNCTION)")
   mesh = mesh or parallel.make_mesh()
-  target = steal.open_target(cfg.checkpoint, mesh, cfg.feature_batch_size)
+  target = steal.open_target(cfg.checkpoint, mesh, cfg.feature_batch_size, cfg.get("max_weights_gb"))
   defense = steal.build_defense(config, workdir, target, mesh)
   meta = target.meta
   ledger = ledger_lib.Ledger(ledger_path(config, workdir))

@@ -176,7 +176,8 @@ def train_stacks(config, workdir: str, todo: list) -> None:
     target_path, _, _ = pipeline.ensure_target(cfgs[0], workdir, mesh, cfgs[0].get("strict_stages", False))
     for c in cfgs:
       c.steal.target = target_path
-    target = steal.open_target(target_path, mesh, cfgs[0].steal.query_batch_size)
+    target = steal.open_target(target_path, mesh, cfgs[0].steal.query_batch_size,
+                                cfgs[0].steal.get("max_weights_gb"))
     defense = steal.build_defense(cfgs[0], workdir, target, mesh)
     for start in range(0, len(cfgs), max_stack):
       chunk = cfgs[start:start + max_stack]

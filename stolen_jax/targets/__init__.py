@@ -75,12 +75,15 @@ def parse_import(spec: str) -> tuple[str, str]:
   return parts[1], os.path.expanduser(parts[2])
 
 
-def open(spec: str, mesh, batch_size: int = 512, **overrides) -> Target:  # noqa: A001
+def open(spec: str, mesh, batch_size: int = 512, max_weights_gb: Optional[float] = None,  # noqa: A001
+         **overrides) -> Target:
   """The target ``spec`` names (see the module docstring); ``overrides`` change the imported
-  architecture's hyperparameters (tests use reduced widths)."""
+  architecture's hyperparameters (tests use reduced widths); an imported weights file may
+  declare at most ``max_weights_gb`` GB of tensors (None: ``lazy.DEFAULT_MAX_WEIGHTS_GB``)."""
   k = kind(spec)
   if k == "import":
-    return open_imported(*parse_import(spec), mesh, batch_size, **overrides)
+    return open_imported(*parse_import(spec), mesh, batch_size,
+                         max_weights_gb=max_weights_gb, **overrides)
   if k == "callable":
     return open_callable(spec)
   if k in ("http", "adapter"):
@@ -90,9 +93,11 @@ def open(spec: str, mesh, batch_size: int = 512, **overrides) -> Target:  # noqa
   return Target(meta, features_fn)
 
 
-def import_variables(name: str, path: str, input_size: Optional[int] = None, **overrides):
+def import_variables(name: str, path: str, input_size: Optional[int] = None,
+                     max_weights_gb: Optional[float] = None, **overrides):
   """(flax module, variables, its Published entry): ``path``'s weights laid out for ``name``
-  (``input_size``: the images' size, where the architecture's shapes depend on it)."""
+  (``input_size``: the images' size, where the architecture's shapes depend on it). Only the
+  tensors the architecture uses are read from the file."""
   from stolen_jax.targets import convert, published, state_dict
   entry = published.get(name)
   if path == "package":
@@ -100,16 +105,17 @@ def import_variables(name: str, path: str, input_size: Optional[int] = None, **o
   module = entry.build(**overrides)
   size = input_size or overrides.get("image_size") or entry.preprocess.crop
   steps = convert.plan(module, size, entry.translate)
-  variables = convert.load(state_dict.read(path), steps, name)
+  variables = convert.load(state_dict.read(path, max_weights_gb), steps, name)
   return module, variables, entry
 
 
 def open_imported(name: str, path: str, mesh, batch_size: int = 512,
-                  preprocess=None, **overrides) -> Target:
+                  preprocess=None, max_weights_gb: Optional[float] = None, **overrides) -> Target:
   """Published weights as a target: preprocessing and the encoder in one jitted function."""
   import jax
   from stolen_jax import checkpoint, features
-  module, variables, entry = import_variables(name, path, **overrides)
+  module, variables, entry = import_variables(name, path, max_weights_gb=max_weights_gb,
+                                              **overrides)
   prep = preprocess or entry.preprocess
   variables = jax.tree_util.tree_map(jax.numpy.asarray, variables)
 
@@ -144,10 +150,18 @@ def open_callable(spec: str) -> Target:
   fingerprint = hashlib.sha256(f"{spec}\n{source}".encode()).hexdigest()[:16]
   dim = getattr(fn, "feature_dim", None)
 
+  name = f"{parts[1]}.{parts[2]}"
+
   def features_fn(images):
-    out = np.asarray(fn(np.ascontiguousarray(images, np.uint8)), np.float32)
+    from stolen_jax.eaas.answers import TargetAnswerError, as_numbers
+    try:
+      raw = fn(np.ascontiguousarray(images, np.uint8))
+    except Exception as e:  # noqa: BLE001  (the user's code: its error, named, not ours)
+      raise TargetAnswerError(f"the target {name} raised {type(e).__name__} on a batch of "
+                              f"{len(images)} images: {str(e)[:300]}; nothing was paid") from e
+    out = as_numbers(raw, f"the target {name}").astype(np.float32)
     if out.ndim != 2 or len(out) != len(images):
-      raise UserError(f"{parts[1]}.{parts[2]} answered shape {out.shape} for {len(images)} "
+      raise UserError(f"{name} answered shape {out.shape} for {len(images)} "
                       "images; it must return (N, D) features")
     return out
   meta = {"arch": f"callable:{parts[1]}.{parts[2]}", "kind": "callable", "fingerprint": fingerprint,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stolen_jax.targets import state_dict
+from stolen_jax.targets import lazy, state_dict
 
 # flax leaf name -> torch leaf name, for norms and biases.
 _LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
@@ -73,7 +73,7 @@ def load(obj, steps: list, arch: str) -> dict:
     node = variables[collection]
     for k in keys[:-1]:
       node = node.setdefault(k, {})
-    node[keys[-1]] = np.ascontiguousarray(_to_flax(kind, np.asarray(found[name], np.float32), shape))
+    node[keys[-1]] = np.ascontiguousarray(_to_flax(kind, np.asarray(lazy.materialise(found[name]), np.float32), shape))
   return variables
 
 

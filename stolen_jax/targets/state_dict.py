@@ -9,29 +9,29 @@ mismatched tensor with the shape the architecture expects.
 """
 
 import os
-from typing import Mapping
-
-import numpy as np
+from typing import Mapping, Optional
 
 from stolen_jax.errors import CheckpointError
+from stolen_jax.targets import lazy
 
 
-def read(path: str) -> object:
-  """The object in a weights file: ``.safetensors``, or a torch checkpoint (either format)."""
+def read(path: str, max_gb: Optional[float] = None) -> object:
+  """The object in a weights file: ``.safetensors``, or a torch checkpoint (either format),
+  its tensors ``lazy.LazyArray``s (read when used; at most ``max_gb`` GB declared)."""
   if not os.path.isfile(path):
     raise CheckpointError(f"weights file {path!r} does not exist")
   with open(path, "rb") as f:
     head = f.read(16)
   from stolen_jax.targets import safetensors_reader, torch_reader
   if path.endswith(".safetensors") or (len(head) >= 9 and head[8:9] == b"{"):
-    return safetensors_reader.load(path)
-  return torch_reader.load(path)
+    return safetensors_reader.open_lazy(path, max_gb)
+  return torch_reader.open_lazy(path, max_gb)
 
 
 def _dicts_of_arrays(obj, path=()):
   """(where, {name: array}) for every dict in ``obj`` holding arrays, nested ones flattened."""
   if isinstance(obj, Mapping):
-    arrays = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    arrays = {str(k): v for k, v in obj.items() if lazy.is_tensor(v)}
     if arrays:
       yield path, arrays
     for k, v in obj.items():
@@ -70,7 +70,7 @@ def find(obj, expected: Mapping[str, tuple]) -> tuple[dict, str]:
   return best, where
 
 
-def check(found: Mapping[str, np.ndarray], expected: Mapping[str, tuple], arch: str,
+def check(found: Mapping[str, "lazy.LazyArray"], expected: Mapping[str, tuple], arch: str,
           where: str) -> None:
   """A CheckpointError naming every missing tensor and every shape that differs."""
   missing = [k for k in expected if k not in found]
