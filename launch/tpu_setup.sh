@@ -8,7 +8,10 @@
 #
 # SOURCE may be a path under /mnt/BUCKET; the output is ~/data/FORMAT.npz on every worker
 # (use npz:~/data/FORMAT.npz in the job's flags). SJ_DRY_RUN=1 prints each command instead of
-# running it (tests run it so, with a Python 3.10 first on PATH standing in for the VM's).
+# running it. SJ_PIP_ARGS adds arguments to the project's pip install (tests/test_launch.py
+# runs this script for real with a Python 3.10 first on PATH, a real uv and venv, and
+# SJ_PIP_ARGS=--no-deps so that it does not download jax[tpu]; only sudo, gcsfuse and the
+# mount are stubbed there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bucket=${1:?usage: tpu_setup.sh BUCKET [--prepare FORMAT=SOURCE]... -- COMMAND...}; shift
@@ -32,9 +35,13 @@ for candidate in python3.13 python3.12 python3.11 python3; do
 done
 if [[ -z "$python" ]]; then
   echo "tpu_setup: no Python >= 3.11 on PATH ($(python3 --version 2>&1)); installing one with uv"
-  run python3 -m pip install --user --quiet uv
-  run "$HOME/.local/bin/uv" python install 3.11
-  run "$HOME/.local/bin/uv" venv --python 3.11 "$HOME/sj"
+  uv=$(command -v uv || echo "$HOME/.local/bin/uv")
+  [[ -x "$uv" ]] || run python3 -m pip install --user --quiet uv
+  run "$uv" python install 3.11
+  run "$uv" venv --python 3.11 "$HOME/sj"
+  # uv makes a venv without pip (unless it downloads one with --seed): the Python's own
+  # bundled pip, offline.
+  run "$HOME/sj/bin/python" -m ensurepip --upgrade --default-pip
 else
   echo "tpu_setup: using $python ($("$python" --version 2>&1))"
   run "$python" -m venv "$HOME/sj"
@@ -47,12 +54,14 @@ if ! command -v gcsfuse >/dev/null; then
 fi
 run sudo mkdir -p "/mnt/$bucket"
 if ! mountpoint -q "/mnt/$bucket" 2>/dev/null; then
-  run sudo gcsfuse --implicit-dirs -o allow_other "$bucket" "/mnt/$bucket"
+  # Mounted by root, owned by the user the job runs as (else the workdir is read-only to it).
+  run sudo gcsfuse --implicit-dirs --uid "$(id -u)" --gid "$(id -g)" --file-mode 664 \
+    --dir-mode 775 -o allow_other "$bucket" "/mnt/$bucket"
 fi
 
-# 3. The project, with jax[tpu].
-run "$HOME/sj/bin/python" -m pip install --quiet -e '.[tpu]' \
-  -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
+# 3. The project, with jax[tpu] (libtpu comes from PyPI).
+# shellcheck disable=SC2086  # SJ_PIP_ARGS: words on purpose.
+run "$HOME/sj/bin/python" -m pip install --quiet ${SJ_PIP_ARGS:-} -e '.[tpu]' 
 
 # 4. Datasets from their official files (README "Data"), then the job.
 for item in "${prepares[@]}"; do

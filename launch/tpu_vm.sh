@@ -15,8 +15,9 @@
 # On each worker launch/tpu_setup.sh provisions Python >= 3.11 (the image's python3 is 3.10;
 # uv installs 3.11 when no newer one is there), installs gcsfuse when missing, mounts the
 # bucket, installs jax[tpu], prepares the data and runs the job.
-# The checkout is copied to every worker as it is (git archive of HEAD plus uncommitted
-# changes, via a tarball), not cloned from a remote. BUCKET is mounted with gcsfuse at
+# The checkout's tracked files are copied to every worker as they are in the working tree
+# (uncommitted edits included; untracked files such as data/ or workdir/ never), via a
+# tarball, not cloned from a remote. Every flag reaches the remote shell quoted as one word. BUCKET is mounted with gcsfuse at
 # /mnt/BUCKET on every worker and the workdir is /mnt/BUCKET/workdir/<config>: every host
 # must see the same workdir (checkpoints are written collectively; process 0 writes the rest).
 set -euo pipefail
@@ -44,9 +45,13 @@ if [[ $create == 1 ]]; then
     --version tpu-ubuntu2204-base
 fi
 tarball=/tmp/stolen_jax_checkout.tar.gz
-run bash -c "git ls-files -co --exclude-standard | tar czf $tarball -T -"
+run bash -c "git ls-files -c -z | tar czf $tarball --null -T -"
 run gcloud compute tpus tpu-vm scp "$tarball" "$name:stolen_jax.tar.gz" --zone "$zone" --worker=all
+# The remote shell splits the command again: every word is quoted for it (%q), so a flag
+# such as --config.sweep.axes='steal.lambda_=1;20' arrives whole.
+job=$(printf '%q ' "$bucket" "${prepare_flags[@]}" -- python -m stolen_jax.main \
+  "--config=$config" "--workdir=$workdir" "--config.multihost=$multihost" "$@")
 remote="set -e
 mkdir -p ~/stolen_jax && tar xzf ~/stolen_jax.tar.gz -C ~/stolen_jax
-bash ~/stolen_jax/launch/tpu_setup.sh $bucket ${prepare_flags[*]:-} -- python -m stolen_jax.main --config=$config --workdir=$workdir --config.multihost=$multihost $*"
+bash ~/stolen_jax/launch/tpu_setup.sh $job"
 run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "$remote"

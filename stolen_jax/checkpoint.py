@@ -64,15 +64,25 @@ def _save_error(mngr, step, e: Exception) -> CheckpointError:
 
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, wait: bool = False) -> None:
   """Saves ``state`` and ``meta`` at ``step`` (asynchronously unless ``wait``). A failed
-  save (a full disk, whatever Orbax raises for it) is one ``CheckpointError`` and leaves no
-  unfinished checkpoint behind."""
+  save (a full disk, whatever Orbax raises for it) is one ``CheckpointError`` naming the
+  step whose save failed, and leaves no unfinished checkpoint behind."""
+  # The previous asynchronous save has had a whole interval to finish; waiting for it here
+  # costs nothing, and its failure is then reported with its own step, not this one.
+  finish(mngr)
   try:
     mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                   meta=ocp.args.JsonSave(meta)), force=True)
+    _PENDING[id(mngr)] = int(step)
     if wait:
-      mngr.wait_until_finished()
+      finish(mngr)
+  except CheckpointError:
+    raise
   except Exception as e:  # noqa: BLE001  (mapped to one clear error; nothing is lost)
     raise _save_error(mngr, step, e) from None
+
+
+# id(manager) -> the step of its save in flight (the step a background failure belongs to).
+_PENDING: dict = {}
 
 
 def finish(mngr: ocp.CheckpointManager) -> None:
@@ -80,7 +90,9 @@ def finish(mngr: ocp.CheckpointManager) -> None:
   try:
     mngr.wait_until_finished()
   except Exception as e:  # noqa: BLE001
-    raise _save_error(mngr, mngr.latest_step(), e) from None
+    step = _PENDING.pop(id(mngr), None)
+    raise _save_error(mngr, step if step is not None else "(the last one)", e) from None
+  _PENDING.pop(id(mngr), None)
 
 
 def step_unreadable(path: str, step: int) -> Optional[str]:

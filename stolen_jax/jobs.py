@@ -49,6 +49,9 @@ def paid_line(summary: dict, price_per_1000: float) -> str:
     text += f", {now} of them in this run"
   if summary.get("api_used") is not None and summary["api_used"] != queries:
     text += f"; the API's account shows {summary['api_used']} used in all"
+  if summary.get("api_maybe_billed"):
+    text += (f"; {summary['api_maybe_billed']} more may have been billed (requests sent that "
+             "got no answer)")
   return text
 
 

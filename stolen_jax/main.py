@@ -32,15 +32,39 @@ def default_workdir(config_path: str) -> str:
 
 
 class _QuietLibraries:
-  """Drops INFO records of libraries (Orbax logs every file it writes) from the console."""
+  """Drops INFO records of libraries (Orbax logs every file it writes) from the console,
+  and, unless the detailed log is asked for, the tracebacks Orbax's background threads log
+  when a save fails: the failure is raised again in the main thread, where it becomes one
+  error (``checkpoint.save``: "disk full while saving ...")."""
   NOISY = ("/orbax/", "/absl/testing/", "/tensorflow_datasets/")
 
+  def __init__(self, verbose: bool):
+    self.verbose = verbose
+
   def filter(self, record) -> bool:
+    if not self.verbose and record.levelno >= 40 and (
+        "/orbax/" in record.pathname  # Its threads' errors; asyncio's about Orbax's tasks:
+        or ("/asyncio/" in record.pathname and "orbax" in record.getMessage())):
+      return False
     return record.levelno > 20 or not any(p in record.pathname for p in self.NOISY)
 
 
+def _quiet_closed_loops(hook):
+  """``sys.unraisablehook`` without the "Event loop is closed" errors that tensorstore's
+  write callbacks report after a failed Orbax save closed its event loop (one per write
+  still in flight: dozens after a full disk); that failure is reported as one error."""
+  def quiet(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    hook(unraisable)
+  return quiet
+
+
 def main(argv):
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(_QuietLibraries(flags.FLAGS["verbosity"].present))
+  if not flags.FLAGS["verbosity"].present:
+    sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
   if not flags.FLAGS["verbosity"].present:
     # The console shows progress bars, one line per stage and the results; the detailed log
     # (per-step metrics, library messages) is one flag away: --verbosity=0.

@@ -15,13 +15,23 @@ its own protocol. The adapter declares it::
   image in the form field ``field``, default ``files``);
 * ``vectors``: where the answer's vectors are — dotted keys, ``[i]`` an index, ``[*]`` every
   element of a list — giving one vector per image, in order;
-* the key is read from the environment variable ``auth_env`` (never from a file).
+* the key is read from the environment variable ``auth_env`` (never from a file);
+* ``headers`` (extra request headers), ``timeout_s`` (default 60), ``retries`` (default 6),
+  ``fingerprint`` (the served model's identity, when the URL does not say it),
+  ``feature_dim`` (checked against every answer), ``price_per_1000``;
+* ``idempotency_header``: a header the API deduplicates requests by (e.g.
+  ``Idempotency-Key``); each request carries a key derived from its images, so a retry is
+  billed once. ``retry_on_timeout: true`` allows retrying an API without one (each lost
+  answer may then be billed again).
 
 The service has the interface of ``QueryService`` (``query``, ``queries_used``, ``remaining``,
 ``budget``, ``log``), so the durable cache, the budget, the journal and resumption work as for
 our own API. Requests are retried with backoff on connection errors, 429 and 5xx (honouring
-``Retry-After``); a request whose answer was lost in transit may be billed twice by an API
-that has no idempotency keys — the log counts what this side received.
+``Retry-After``). Bills are counted honestly: a request whose outcome is unknown (sent, then
+a read timeout or a reset) may have been billed, so it is counted as ``maybe_billed`` (in
+the paid line and the summary) and retried only where the adapter declares
+``idempotency_header`` or ``retry_on_timeout: true``; an answer received and then rejected
+(no vectors at the declared path, too few of them) is counted as paid.
 """
 
 import base64
@@ -113,6 +123,8 @@ class AdapterService:
                         f"${spec.get('auth_env')}; set it")
       headers[spec["auth_header"]] = spec.get("auth_prefix", "") + key
     self._client = httpx.Client(timeout=float(spec.get("timeout_s", 60)), headers=headers)
+    self.idempotency_header = spec.get("idempotency_header")
+    self.retry_on_timeout = bool(spec.get("retry_on_timeout", False))
     self.log = QueryLog(None)
     self.queries_used = 0
     self.replayed = 0
@@ -121,6 +133,11 @@ class AdapterService:
     """Keeps the paid requests in ``path``; counts from what it holds."""
     self.log = QueryLog(path)
     self.queries_used = self.log.queries
+
+  @property
+  def maybe_billed(self) -> int:
+    """Queries of requests whose outcome is unknown (sent, no answer): perhaps billed."""
+    return sum(int(e.get("maybe_billed", 0)) for e in self.log.entries)
 
   @property
   def remaining(self) -> Optional[int]:
@@ -139,9 +156,10 @@ class AdapterService:
   def account(self) -> dict:
     """This side's count and bill (the API's own account page is not assumed)."""
     return {"name": self.spec.get("name", self.spec["url"]), "used": self.queries_used,
+            "maybe_billed": self.maybe_billed,
             "cost": round(self.queries_used * self.price_per_1000 / 1000, 6)}
 
-  def _request(self, images: np.ndarray):
+  def _request(self, images: np.ndarray, record: dict):
     fmt = self.spec.get("image_format", "png")
     if self.spec.get("encoding", "json_base64") == "multipart":
       field = self.spec.get("field", "files")
@@ -151,15 +169,37 @@ class AdapterService:
       items = [_fill(self.spec.get("item", "$IMAGE"), base64.b64encode(_encode(im, fmt)).decode())
                for im in images]
       kw = {"json": _fill(copy.deepcopy(self.spec.get("body", {"images": "$ITEMS"})), items=items)}
-    from stolen_jax.eaas.client import send_with_retries
-    r = send_with_retries(lambda: self._client.post(self.spec["url"], **kw), self.spec["url"],
-                          self.retries, self.backoff)
+    from stolen_jax.eaas.client import UnknownOutcome, send_with_retries
+    if self.idempotency_header:  # The same images, the same key: a rerun's retry is deduplicated.
+      kw["headers"] = {self.idempotency_header: hashlib.sha256(images.tobytes()).hexdigest()[:32]}
+    unknown = []
+    try:
+      r = send_with_retries(lambda: self._client.post(self.spec["url"], **kw), self.spec["url"],
+                            self.retries, self.backoff, on_unknown=unknown.append,
+                            retry_unknown=bool(self.idempotency_header or self.retry_on_timeout))
+    except UserError as e:
+      if unknown:  # Each lost answer may be a bill (one in all, where retries are deduplicated).
+        self._maybe_billed(len(images) * (1 if self.idempotency_header else len(unknown)),
+                           record, unknown)
+      if isinstance(e, UnknownOutcome):
+        raise UnknownOutcome(
+            f"{e}: the API may have billed these {len(images)} queries (counted as maybe billed). "
+            "Not retried: the adapter declares no idempotency_header and not retry_on_timeout: "
+            "true, and retrying an API that does not deduplicate requests may bill them twice. "
+            "A rerun asks again (raise timeout_s for a slow API)") from None
+      raise
+    if unknown and not self.idempotency_header:  # Answered in the end, after lost answers.
+      self._maybe_billed(len(images) * len(unknown), record, unknown)
     if r.status_code == 402:
       from stolen_jax.eaas.service import QueryBudgetExceeded
       raise QueryBudgetExceeded(f"the API refused (402): {r.text[:200]}")
     if r.status_code != 200:
       raise UserError(f"the API at {self.spec['url']} answered HTTP {r.status_code}: {r.text[:200]}")
     return r
+
+  def _maybe_billed(self, count: int, record: Optional[dict], errors: list) -> None:
+    self.log.append(0, maybe_billed=count, why=sorted({type(e).__name__ for e in errors}),
+                    **{k: v for k, v in (record or {}).items() if k != "rows"})
 
   def query(self, images: np.ndarray, record: Optional[dict] = None, journal=None) -> np.ndarray:
     """One request for ``images`` (at most ``max_batch``): their vectors, journaled and then
@@ -178,19 +218,24 @@ class AdapterService:
     if size and images.shape[1:3] != (size, size):
       from stolen_jax.data.sources import resize_images
       sent = resize_images(images, int(size))
-    r = self._request(sent)
+    r = self._request(sent, record)
     try:
       vectors = np.asarray(select(r.json(), self.spec["vectors"]), np.float32)
     except (ValueError, KeyError, IndexError, TypeError) as e:
+      # Answered (200), so billed: counted as paid before the answer is refused.
+      self.queries_used += n
+      self.log.append(n, rejected="no vectors", **{k: v for k, v in (record or {}).items()
+                                                   if k != "rows"})
       raise UserError(f"the answer of {self.spec['url']} has no vectors at "
-                      f"{self.spec['vectors']!r} ({type(e).__name__}: {e}); answer: "
-                      f"{r.text[:200]}") from None
-    if vectors.ndim != 2 or len(vectors) != n:
-      raise UserError(f"{self.spec['url']} answered {vectors.shape} vectors for {n} images")
-    if journal is not None:
+                      f"{self.spec['vectors']!r} ({type(e).__name__}: {e}); its {n} queries are "
+                      f"counted as paid; answer: {r.text[:200]}") from None
+    if journal is not None:  # The caller checks shape and dimension (a bad batch: quarantined).
       journal(vectors)
     self.queries_used += n
     self.log.append(n, **(record or {}))
+    if journal is None and (vectors.ndim != 2 or len(vectors) != n):
+      raise UserError(f"{self.spec['url']} answered {vectors.shape} vectors for {n} images; "
+                      f"its {n} queries are counted as paid")
     return vectors
 
   def close(self):

@@ -284,6 +284,15 @@ class FeatureCache:
     self.checksums[indices] = row_checksums(answers)
     self._save_rows()
 
+  def stored_rows(self, rows: np.ndarray) -> np.ndarray:
+    """The stored answers of ``rows`` (process 0)."""
+    return np.array(self._features[rows])
+
+  def forget(self, rows: np.ndarray) -> None:
+    """Marks ``rows`` unanswered (their answers are not to be used; they are asked again)."""
+    self.checksums[rows] = 0
+    self._save_rows()
+
   @property
   def complete(self) -> bool:
     return bool(self.answered.all())

@@ -24,16 +24,28 @@ from stolen_jax.eaas.service import QueryLog
 from stolen_jax.errors import UserError
 
 
-def send_with_retries(send, url: str, retries: int, backoff_s: float):
+def send_with_retries(send, url: str, retries: int, backoff_s: float, on_unknown=None,
+                      retry_unknown: bool = True):
   """``send()``'s response, retried with exponential backoff on connection errors, 429 and
   5xx (honouring ``Retry-After``, at most 30 s); a UserError when it never got through.
-  Shared by our API's client and the third-party adapter."""
+  Shared by our API's client and the third-party adapter.
+
+  A request that never reached the API (connection refused, connect timeout) is retried
+  freely. One that failed after it was sent (a read timeout, a reset while waiting) has an
+  unknown outcome — the API may have answered and billed it: ``on_unknown(error)`` is told,
+  and it is retried only when ``retry_unknown`` (an API that deduplicates retries)."""
   import httpx
   delay = backoff_s
   for attempt in range(retries + 1):
     try:
       r = send()
-    except httpx.TransportError as e:  # Connection refused/reset, timeout: retry.
+    except httpx.TransportError as e:
+      never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+      if not never_sent and on_unknown is not None:
+        on_unknown(e)
+      if not never_sent and not retry_unknown:
+        raise UnknownOutcome(f"the request to {url} was sent and then failed before an answer "
+                             f"came ({type(e).__name__})") from None
       if attempt == retries:
         raise UserError(f"the API at {url} did not answer after {attempt + 1} tries "
                         f"({type(e).__name__})") from None
@@ -48,6 +60,10 @@ def send_with_retries(send, url: str, retries: int, backoff_s: float):
       continue
     return r
   raise UserError(f"the API at {url} kept failing: HTTP {r.status_code} {r.text[:200]}")
+
+
+class UnknownOutcome(UserError):
+  """A request was sent and no answer came: it may have been billed; it was not retried."""
 
 
 class HTTPService:
@@ -106,13 +122,14 @@ class HTTPService:
   def query(self, images: np.ndarray, record: Optional[dict] = None,
             journal=None) -> np.ndarray:
     """Features of ``images`` (uint8 NHWC) as the API answers them; ``record`` goes into the
-    query log's line. (``journal`` is not needed: the server's ledger replays a paid batch.)"""
+    query log's line. ``journal(answers)`` sees them before they are logged as paid (the
+    caller's check; the server's ledger replays a paid batch, so nothing else is needed)."""
     images = np.ascontiguousarray(images, np.uint8)
     if self._burst is None:
       self._burst = self.account().get("burst") or 0
     if self._burst and len(images) > self._burst:
       return np.concatenate([self.query(images[i:i + self._burst], record)
-                             for i in range(0, len(images), self._burst)])
+                             for i in range(0, len(images), self._burst)])  # Checked whole.
     buf = io.BytesIO()
     np.save(buf, images, allow_pickle=False)
     body = buf.getvalue()
@@ -120,7 +137,12 @@ class HTTPService:
     r = self._check(self._request("POST", "/v1/features", content=body,
                                   headers={"Content-Type": "application/x-npy",
                                            "Idempotency-Key": idem}))
-    answers = np.load(io.BytesIO(r.content), allow_pickle=False)
+    try:
+      answers = np.load(io.BytesIO(r.content), allow_pickle=False)
+    except ValueError as e:  # Paid (200), but not an array: the caller's check quarantines it.
+      answers = np.asarray(f"not an .npy array ({e}): {r.content[:60]!r}")
+    if journal is not None:
+      journal(answers)
     if r.headers.get("x-replayed") == "1" and idem in self.log.tags():
       self.replayed += len(images)
     else:  # Billed now, or billed earlier by a process that died before logging it.

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 from absl import logging
 
+from stolen_jax.eaas.answers import as_numbers, problem
 from stolen_jax.eaas.rows import parse_rows
 from stolen_jax.errors import UserError
 
@@ -89,7 +90,8 @@ class QueryLog:
   def rows(self, cache: str) -> Optional[np.ndarray]:
     """Rows of ``cache`` whose answers were paid, by the log; None when the log has no row
     records for it (an old log)."""
-    mine = [e for e in self.entries if e.get("cache") == cache and "rows" in e]
+    mine = [e for e in self.entries
+            if e.get("cache") == cache and "rows" in e and not e.get("quarantined")]
     if not mine:
       return None
     return np.unique(np.concatenate([parse_rows(e["rows"]) for e in mine]))
@@ -144,11 +146,13 @@ class QueryService:
           f"query of {n} images refused: {self.queries_used} of the budget of {self.budget} "
           f"queries are used, {self.budget - self.queries_used} remain")
     t0 = time.perf_counter()
-    features = np.asarray(self._features_fn(images), np.float32)
-    if getattr(self.defense, "per_account", False):
-      answers = self.defense(features, images, account=self.account)
+    features = as_numbers(self._features_fn(images), "the target")
+    if problem(features, n) is not None:
+      answers = features  # Not one vector per image: the caller's check quarantines it as is.
+    elif getattr(self.defense, "per_account", False):
+      answers = self.defense(features.astype(np.float32), images, account=self.account)
     else:
-      answers = self.defense(features, images)
+      answers = self.defense(features.astype(np.float32), images)
     answers = np.asarray(answers, np.float32)
     if journal is not None:
       journal(answers)

@@ -32,9 +32,10 @@ def open_remote(cfg):
   return remote.open_remote(cfg)
 
 
-def open_target(spec: str, mesh, batch_size: int = 512) -> Target:
+def open_target(spec: str, mesh, batch_size: int = 512,
+                max_weights_gb: Optional[float] = None) -> Target:
   """The target ``spec`` names: a checkpoint, published weights, a callable (``targets``)."""
-  return targets.open(spec, mesh, batch_size)
+  return targets.open(spec, mesh, batch_size, max_weights_gb=max_weights_gb)
 
 
 @dataclasses.dataclass
@@ -69,9 +70,11 @@ def open_steal(config, workdir: str, mesh, target: Optional[Target], defense) ->
   http = None
   if is_remote(cfg.target):
     target, defense, http = open_remote(cfg)
-  target = target or open_target(cfg.target, mesh, cfg.query_batch_size)
+  target = target or open_target(cfg.target, mesh, cfg.query_batch_size,
+                                cfg.get("max_weights_gb"))
   defense = defense or build_defense(config, workdir, target, mesh)
   surrogate = load_surrogate(cfg, target.meta, config.seed)
+  check_plan(cfg, len(surrogate))
   images_fp = eaas.cache.fingerprint(surrogate.images)
   cache_key = {"images": images_fp, "target": target.meta["fingerprint"],
                "defense": stages.key_of(defense.settings)}
@@ -162,7 +165,8 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
   for (name, pixels, key), cache in zip(requests, caches):
     if op.http is not None:  # Idempotency keys scoped to the images sent.
       op.http.key_prefix = f"{key['images']}-"
-    answers.append(eaas.query_with_cache(service, pixels, cache, cfg.query_batch_size))
+    answers.append(eaas.query_with_cache(service, pixels, cache, cfg.query_batch_size,
+                                         feature_dim=op.target.meta.get("feature_dim")))
   attack = attack_of(cfg)
   # One answer per image: (N, d); a plan of V views: (N, V, d).
   target_features = np.stack(answers, axis=1) if query_views(cfg) else answers[0]
@@ -176,11 +180,31 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
                  time.perf_counter() - t_query)
 
 
+def check_plan(cfg, n: int) -> None:
+  """Refuses, by arithmetic alone (before any view is drawn or anything is queried), a query
+  plan larger than the whole budget: V views of n images need V·n queries."""
+  views = max(query_views(cfg), 1)
+  if cfg.query_budget is not None and views * n > cfg.query_budget:
+    attack = attack_of(cfg).name
+    plan = f"{n} images × {views} views = {views * n}" if views > 1 else f"{n}"
+    raise eaas.QueryBudgetExceeded(
+        f"the {attack} query plan needs {plan} queries, more than steal.query_budget="
+        f"{cfg.query_budget}; nothing was queried (lower steal.surrogate_size"
+        + (f" or steal.{attack}.views" if views > 1 else "") + ", or raise the budget)")
+
+
 def check_budget(cfg, n: int, caches, service, aug_service) -> None:
-  """Refuses, before the first query, a steal whose budget cannot cover what it still needs."""
-  if cfg.query_budget is None:
-    return
+  """Refuses, before the first query, a steal whose budget cannot cover what it still needs
+  (``steal.query_budget``, or what the API's account has left when it meters the budget)."""
   needed = int(sum((~c.answered).sum() for c in caches))
+  if cfg.query_budget is None:
+    remaining = getattr(service, "remaining", None) if needed else None
+    if remaining is not None and needed > remaining:
+      raise eaas.QueryBudgetExceeded(
+          f"this steal needs {needed} more queries ({len(caches)}·|D| = {n * len(caches)} in "
+          f"all, {n * len(caches) - needed} cached) but the API's account has {remaining} "
+          "left; nothing was queried" + eaas.answers.quarantine_note(caches))
+    return
   if aug_service is not None:
     needed += max(0, cfg.epochs * n - aug_service.queries_used)
   spent = service.queries_used + (aug_service.queries_used if aug_service else 0)
@@ -191,7 +215,8 @@ def check_budget(cfg, n: int, caches, service, aug_service) -> None:
       plan, total = "(e+1)·|D|", n * (1 + cfg.epochs)
     raise eaas.QueryBudgetExceeded(
         f"this steal needs {needed} more queries ({plan} = {total} in all, {spent} already "
-        f"paid) but steal.query_budget={cfg.query_budget}; nothing was queried")
+        f"paid) but steal.query_budget={cfg.query_budget}; nothing was queried"
+        + eaas.answers.quarantine_note(caches))
 
 
 def query_aug_data(cfg, images, service, stage_dir, seed, mesh):

@@ -75,7 +75,8 @@ def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed
   if op.http is not None:
     account = op.http.account()
     summary.update(api=cfg.target, api_account=account["name"], api_used=account["used"],
-                   api_cost=account["cost"], api_replayed=op.http.replayed)
+                   api_cost=account["cost"], api_replayed=op.http.replayed,
+                   api_maybe_billed=int(account.get("maybe_billed", 0)))
   if cfg.eval_heldout and op.http is not None:
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:
