@@ -105,8 +105,11 @@ def test_steal_moco_target_with_another_architecture(tiny_moco_target, tmp_path)
 def test_one_pass_grouped_batchnorm_equals_two_separate_passes(mesh8):
   # bn_passes='separate' runs both views in one vmapped pass with per-view statistics; it must
   # equal the official two-pass computation: loss, gradients (hence params) and running stats.
+  # Under SGD, so parameters differ only by the rounding of their gradients (Adam's update
+  # can flip the sign of a ~0 gradient's step between two summation orders, on some CPUs).
   config = tiny_steal_config("unused")
   cfg = config.steal
+  cfg.optimizer, cfg.lr, cfg.momentum = "sgd", 0.05, 0.9
   rng = np.random.default_rng(1)
   batch = {"images": rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
            "target": rng.normal(size=(16, 32)).astype(np.float32)}
@@ -125,8 +128,8 @@ def test_one_pass_grouped_batchnorm_equals_two_separate_passes(mesh8):
   (p1, s1, m1), (p2, s2, m2) = out
   for k in m1:
     np.testing.assert_allclose(m1[k], m2[k], rtol=1e-5)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p2)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1, s2)
+  jax.tree_util.tree_map(lambda a, b: _close_to_scale(a, b, 1e-4), p1, p2)
+  jax.tree_util.tree_map(lambda a, b: _close_to_scale(a, b, 1e-5), s1, s2)
 
 
 def test_query_aug_budget_is_checked_for_all_epochs_before_the_first_query(tiny_target, tmp_path):
