@@ -167,3 +167,16 @@ def test_a_view_plan_beyond_the_budget_is_refused_by_arithmetic_at_once(tmp_path
     steal.run(config, str(tmp_path))
   assert time.perf_counter() - t0 < 5
   assert not list(tmp_path.glob("query/*/queries.jsonl"))
+
+
+def test_a_view_plan_through_http_is_refused_with_the_accounts_figures(tiny_target, tmp_path):
+  from test_attacks import _attack_config
+  from test_serve import ThreadServer, target_api
+  app, ledger, _ = target_api(tiny_target, tmp_path)
+  key = ledger.add_key("small", budget=40, price_per_1000=1.2)
+  with ThreadServer(app) as url:
+    with pytest.raises(eaas.QueryBudgetExceeded,
+                       match=r"needs 96 more queries \(3·\|D\| = 96 in all, 0 cached\) but the "
+                             r"API's account has 40 left; nothing was queried"):
+      steal.run(_attack_config(url, "rda", api_key=key, epochs=1), str(tmp_path / "w"))
+  assert ledger.authenticate(key).used == 0
