@@ -21,7 +21,10 @@ def _pretrain(config, workdir):
   if done is not None:
     logging.info("pretrain: restored the finished stage %s", stage.dir)
     return done
-  summary = pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), data=data)
+  with stage.claimed() as mine:  # Another process on this workdir may be training it.
+    if not mine:
+      return stage.completed()
+    summary = pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), data=data)
   print(f"target encoder: {stage.dir}")
   return summary
 

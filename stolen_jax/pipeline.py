@@ -32,8 +32,11 @@ def ensure_target(config, workdir: str, mesh, strict: bool = False) -> tuple[str
   if stage.completed() is not None:
     logging.info("target: restored the finished stage %s", stage.dir)
     return stage.dir, "restored", stage.record["settings"]
-  t0 = time.perf_counter()
-  pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), mesh=mesh, data=data)
+  with stage.claimed() as mine:  # Another process on this workdir may be training it.
+    if not mine:
+      return stage.dir, "restored", stage.record["settings"]
+    t0 = time.perf_counter()
+    pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), mesh=mesh, data=data)
   return stage.dir, _seconds(t0), stage.record["settings"]
 
 

@@ -171,7 +171,11 @@ def probe_stage(workdir: str, spec: str, features_fn, encoder_id: dict, train, t
       {"dataset": spec, "probe": probe_settings(cfg), "seed": seed,
        "train_images": eaas_fingerprint(train.images), "test_images": eaas_fingerprint(test.images)},
       upstream=encoder_id, strict=strict)
-  return {**probe_one(stage.dir, features_fn, train, test, cfg, mesh, seed), "stage_dir": stage.dir}
+  # Under the stage's lease: a process that finds another probing it waits, then reads its
+  # result (probe_one restores a finished probe).
+  with stage.claimed(done=lambda: os.path.exists(os.path.join(stage.dir, "result.json"))):
+    result = probe_one(stage.dir, features_fn, train, test, cfg, mesh, seed)
+  return {**result, "stage_dir": stage.dir}
 
 
 def eaas_fingerprint(images: np.ndarray) -> str:

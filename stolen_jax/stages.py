@@ -14,6 +14,7 @@ Settings that cannot change a result (where logs go, how often, dispatch chunkin
 sizes of inference) are left out of keys; everything else is in.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -172,6 +173,34 @@ class Stage:
         self.write_summary({**summary, "complete": False, "reopened": why})
         return None
     return self._resolve_paths(summary)
+
+  def finished_here(self) -> bool:
+    """Whether ``summary.json`` says complete (this process's reading; no collective)."""
+    summary = read_json(os.path.join(self.dir, "summary.json"))
+    return isinstance(summary, dict) and bool(summary.get("complete"))
+
+  @contextlib.contextmanager
+  def claimed(self, done: Optional[Callable[[], bool]] = None):
+    """Holds the stage's lease (``leases``) while the body computes the stage: yields True
+    to compute it, or False when another process finished it meanwhile (restore it);
+    ``done()`` says whether it is finished (default: ``summary.json`` says complete). In a
+    multi-process job process 0 holds the lease for all and every process gets its answer."""
+    from stolen_jax import leases, parallel
+    done = done or self.finished_here
+    lease = None
+    if parallel.is_main():
+      lease = leases.acquire(self.dir, done=done)
+      if lease is not None and done():  # Finished just before the claim.
+        lease.release()
+        lease = None
+    mine = bool(parallel.agree(lease is not None))
+    try:
+      yield mine
+      if lease is not None:
+        lease.check()
+    finally:
+      if lease is not None:
+        lease.release()
 
   def write_summary(self, summary: dict) -> dict:
     """Writes ``summary.json`` atomically, tagged with the stage's key; returns it."""

@@ -26,7 +26,7 @@ import json
 import os
 import time
 
-from stolen_jax import console, parallel, pipeline, stages
+from stolen_jax import console, executors, parallel, pipeline, stages
 from stolen_jax.errors import ConfigError, UserError
 from stolen_jax.sweep_report import aggregate, write
 
@@ -200,19 +200,25 @@ def run(config, workdir: str) -> dict:
     cfg = cell_config(config, overrides, seed)
     path = os.path.join(done_dir, f"{cell_key(cfg)}.json")
     every.append((overrides, seed, cfg, path, parallel.agree(stages.read_json(path))))
-  if stacking_enabled(config):
+  def label(i):
+    overrides, seed = every[i][0], every[i][1]
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
+  remote = {}
+  if config.sweep.get("executor", "local") != "local":  # Ray or SLURM workers run the cells.
+    logs = os.path.join(workdir, "sweep_logs")
+    remote = executors.run_remote(config, workdir, [
+        (i, (cfg, overrides, seed, path, os.path.join(logs, os.path.basename(path)[:-5] + ".log")))
+        for i, (overrides, seed, cfg, path, record) in enumerate(every) if record is None],
+        label)
+  elif stacking_enabled(config):
     train_stacks(config, workdir, [cfg for _, _, cfg, _, record in every if record is None])
-  computed = 0
+  computed = len(remote)
   for i, (overrides, seed, cfg, path, record) in enumerate(every):
-    label = ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
-    if record is None:
-      t0 = time.perf_counter()
-      console.stage_line("sweep", f"cell {i + 1}/{total}: {label}")
-      out = pipeline.run(cfg, workdir, print_table=False, write_report=False)
-      record = {"overrides": overrides, "seed": seed, "rows": out["rows"],
-                "stage_times": out["stage_times"], "settings": out["settings"],
-                "context": out["context"], "seconds": round(time.perf_counter() - t0, 1)}
-      stages.write_json_atomic(path, record, indent=2)
+    if record is None and i in remote:
+      record = remote[i]
+    elif record is None:
+      console.stage_line("sweep", f"cell {i + 1}/{total}: {label(i)}")
+      record = executors.run_cell(cfg, workdir, overrides, seed, path)
       computed += 1
       elapsed = time.perf_counter() - t_start
       left = total - (i + 1)
@@ -222,7 +228,7 @@ def run(config, workdir: str) -> dict:
       console.stage_line("sweep", f"{i + 1}/{total} cells done ({scores}); ETA "
                          f"{format_seconds(elapsed / computed * left)} for the {left} left")
     else:
-      console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label}")
+      console.stage_line("sweep", f"cell {i + 1}/{total} already finished: {label(i)}")
       # The cell's key says its stages' settings are this cell's, but the record may come
       # from another sweep over other axes: this sweep's names for the cell are used.
       record = {**record, "overrides": overrides, "seed": seed}
@@ -250,10 +256,15 @@ def sweep_block():
   # claims: the paper's comparisons checked on the table ('A > B; C ~ D', cells named as in
   # paper), each with its effect against the seeds' spread (stolen_jax.claims).
   # plot: '' (a one-axis sweep: TA and SA against the axis) or 'grid:ROW_AXIS,COL_AXIS' (SA heatmap).
+  # executor: local | ray | submitit (stolen_jax.executors); resources: 'KEY=VALUE,...' per
+  # cell for the engine; workers: CPUs of a local Ray cluster; ray_address: an existing one;
+  # slurm_cluster: '' (SLURM, or what submitit detects) or 'local' (local processes).
   return ml_collections.ConfigDict(dict(axes="", mode="product", seeds=(0,), paper="", claims="",
                                         plot="",
                                         paper_dataset="gtsrb", note="", stack_steals="auto",
-                                        max_stack=8, doc="", doc_section=""))
+                                        max_stack=8, doc="", doc_section="", executor="local",
+                                        resources="", workers=2, ray_address="",
+                                        slurm_cluster=""))
 
 
 __all__ = ["run", "cells", "parse_axes", "cell_config", "sweep_block", "UserError"]

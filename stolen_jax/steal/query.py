@@ -142,15 +142,25 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
   once and cached durably (and for query-aug the per-epoch service whose answers are logged
   in ``stage_dir``). The budget is checked for the whole plan before the first query."""
   cfg = op.cfg
-  if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
-    op.http.attach_log(os.path.join(op.query_stage.dir, "api_queries.jsonl"))
-    service = op.http
-  else:
-    service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget, defense=op.defense,
-                                log_path=os.path.join(op.query_stage.dir, "queries.jsonl"))
   requests = _requests(op, seed)
-  caches = [eaas.FeatureCache(op.query_stage.dir, name, len(op.surrogate), key,
-                              keyed_directory=True) for name, _, key in requests]
+  # Under the query stage's lease: two processes that share the stage pay its answers once
+  # (the second opens the caches after the first is done, and finds them answered).
+  with op.query_stage.claimed():
+    if op.http is not None:  # The API meters, defends and keeps the ledger; the client pays and caches.
+      op.http.attach_log(os.path.join(op.query_stage.dir, "api_queries.jsonl"))
+      service = op.http
+    else:
+      service = eaas.QueryService(op.target.features_fn, budget=cfg.query_budget,
+                                  defense=op.defense,
+                                  log_path=os.path.join(op.query_stage.dir, "queries.jsonl"))
+    caches = [eaas.FeatureCache(op.query_stage.dir, name, len(op.surrogate), key,
+                                keyed_directory=True) for name, _, key in requests]
+    return _pay(op, cfg, requests, caches, service, stage_dir)
+
+
+def _pay(op: Opened, cfg, requests, caches, service, stage_dir) -> Queried:
+  """The query plan's answers bought (under the query stage's lease): budget checked for
+  the whole plan, then each request's missing answers paid and cached."""
   aug_service = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
     aug_service = eaas.QueryService(op.target.features_fn, defense=op.defense,

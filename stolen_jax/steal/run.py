@@ -30,7 +30,10 @@ def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
   if op.done is not None:
     logging.info("steal: restored the finished stage %s", op.stage.dir)
     return {**op.done, "restored": True}
-  return train_alone(config, op, mesh, t_start)
+  with op.stage.claimed() as mine:  # Another process on this workdir may be training it.
+    if not mine:
+      return {**op.stage.completed(), "restored": True}
+    return train_alone(config, op, mesh, t_start)
 
 
 def train_alone(config, op: query_lib.Opened, mesh, t_start: float) -> dict:

@@ -70,17 +70,9 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
     stage = stages.open_stage(workdir, "shadow", settings, upstream=upstream,
                               strict=config.get("strict_stages", False))
   if stage.completed() is None:
-    data = sources.load(dataset, split, image_size=cfg.image_size, num_examples=num,
-                        seed=config.seed + 11, data_dir=shadow_cfg.get("data_dir") or cfg.data_dir)
-    logging.info("shadow: training the provider's shadow stolen encoder on %d images of %s",
-                 len(data), dataset)
-    t0 = time.perf_counter()
-    result, _ = train_encoder(attacker, data.images, target.features_fn(data.images), stage.dir,
-                              mesh, config.seed + 5, name="shadow")
-    stage.write_summary({"complete": True, "dataset": f"{dataset}:{split}",
-                         "num_images": len(data), "epochs": attacker.epochs,
-                         "train_s": round(time.perf_counter() - t0, 2),
-                         "final_loss": result.history[-1]["loss"] if result.history else None})
+    with stage.claimed() as mine:  # Another process on this workdir may be training it.
+      if mine:
+        _train_shadow(stage, attacker, target, dataset, split, num, shadow_cfg, config, mesh)
   shadow_fn, _ = features.restore_features_fn(stage.dir, mesh)
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
   return {"features_fn": shadow_fn,
@@ -98,3 +90,19 @@ def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
   if dcfg is not None and dcfg.name == "poison":
     shadow = train_shadow(config, workdir, target, mesh)
   return defend.make(dcfg, target.meta.get("feature_dim"), shadow)
+
+
+def _train_shadow(stage, attacker, target, dataset, split, num, shadow_cfg, config, mesh):
+  """Trains the provider's shadow stolen encoder into ``stage`` (on the provider's data)."""
+  data = sources.load(dataset, split, image_size=attacker.image_size, num_examples=num,
+                      seed=config.seed + 11,
+                      data_dir=shadow_cfg.get("data_dir") or attacker.data_dir)
+  logging.info("shadow: training the provider's shadow stolen encoder on %d images of %s",
+               len(data), dataset)
+  t0 = time.perf_counter()
+  result, _ = train_encoder(attacker, data.images, target.features_fn(data.images), stage.dir,
+                            mesh, config.seed + 5, name="shadow")
+  stage.write_summary({"complete": True, "dataset": f"{dataset}:{split}",
+                       "num_images": len(data), "epochs": attacker.epochs,
+                       "train_s": round(time.perf_counter() - t0, 2),
+                       "final_loss": result.history[-1]["loss"] if result.history else None})
