@@ -137,8 +137,10 @@ def _submitit_tasks(config, workdir: str, todo: list, resources: dict):
                                      or None)
   # submitit's default time limit (minutes) is shorter than a real cell: a day unless given.
   executor.update_parameters(**{"timeout_min": 24 * 60, **resources})
-  pending = {executor.submit(run_cell, cfg, workdir, ov, seed, path, log): i
-             for i, (cfg, ov, seed, path, log) in todo}
+  # One SLURM job array for all the cells (submitit's map_array).
+  columns = list(zip(*[item for _, item in todo]))
+  jobs = executor.map_array(run_cell, columns[0], [workdir] * len(todo), *columns[1:])
+  pending = dict(zip(jobs, [i for i, _ in todo]))
 
   def wait():
     while True:

@@ -110,15 +110,22 @@ class Lease:
 
 
 def _try_create(path: str, record: dict) -> bool:
+  """Creates the lease exclusively; True only if the file then names this process (on a
+  bucket the loser of a race may learn it only when its upload is refused, or by reading
+  the winner's record back)."""
   try:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     return False
-  with os.fdopen(fd, "w") as f:
-    json.dump(record, f)
-    f.flush()
-    os.fsync(f.fileno())
-  return True
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(record, f)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError:  # gcsfuse: another host's create won (its precondition refused ours).
+    return False
+  held = _read(path)
+  return held is not None and held.get("token") == record["token"]
 
 
 def acquire(directory: str, ttl_s: Optional[float] = None, poll_s: float = 0.5,

@@ -137,3 +137,24 @@ def test_tpu_vm_uploads_tracked_files_and_passes_every_flag_whole(tmp_path):
   argv = shlex.split(job)
   assert argv[0].endswith("/sj/bin/python") and flag in argv, argv
   assert "--workdir=/mnt/bkt/workdir/demo" in argv and "--config.multihost=False" in argv
+
+
+def test_ray_and_slurm_launchers_dry_run(tmp_path):
+  r = subprocess.run(["bash", "launch/ray_tpu.sh", "--dry_run", "sj", "z", "gs://bkt",
+                      "configs/paper/fig2_lambda.py:paper", "--config.sweep.seeds=0,1"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+  lines = r.stdout.splitlines()
+  assert any("--worker=0 --command" in l and "ray\\ start\\ --head" in l for l in lines)
+  assert any("--worker=all --command" in l and "ray\\ start\\ --address=HEAD_IP:6379" in l
+             for l in lines)
+  sweep = shlex.split(shlex.split(lines[-1])[-1])  # The remote command, as its shell splits it.
+  assert sweep[sweep.index("&&") + 1].endswith("/sj/bin/python")
+  assert {"--config.sweep.executor=ray", "--config.sweep.ray_address=auto",
+          "--workdir=/mnt/bkt/workdir/fig2_lambda", "--config.sweep.seeds=0,1"} <= set(sweep)
+  r = subprocess.run(["bash", "launch/slurm_sweep.sh", "--dry_run", "/shared/sj",
+                      "slurm_partition=gpu,gpus_per_node=1", "configs/demo.py"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+  assert shlex.split(r.stdout)[-2:] == ["--config.sweep.executor=submitit",
+                                        "--config.sweep.resources=slurm_partition=gpu,gpus_per_node=1"]
