@@ -20,13 +20,13 @@ def _pretrain(config, workdir):
   done = stage.completed()
   if done is not None:
     logging.info("pretrain: restored the finished stage %s", stage.dir)
-    return done
+    return {**done, "stage_dir": stage.dir}
   with stage.claimed() as mine:  # Another process on this workdir may be training it.
     if not mine:
-      return stage.completed()
+      return {**stage.completed(), "stage_dir": stage.dir}
     summary = pretrain.train(config.pretrain, stage.dir, pretrain.target_seed(config), data=data)
   print(f"target encoder: {stage.dir}")
-  return summary
+  return {**summary, "stage_dir": stage.dir}
 
 
 def _steal(config, workdir):
