@@ -99,7 +99,8 @@ def _run(config, workdir: str) -> dict:
 def _markdown(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   for row in rows:
-    lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    lines.append("| " + " | ".join("—" if row.get(c) is None else str(row.get(c))
+                                   for c in columns) + " |")
   return "\n".join(lines)
 
 

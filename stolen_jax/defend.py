@@ -49,6 +49,9 @@ def settings(cfg) -> dict:
   the query cache and every stage that sees answers, and what the tables print."""
   if cfg is None or cfg.name == "none":
     return {"name": "none"}
+  if str(cfg.name).startswith("callable:"):  # Keyed by its code: edited code, new answers.
+    from stolen_jax import targets
+    return {"name": cfg.name, "code": targets.load_callable(cfg.name, "defense.name")[1]}
   if cfg.name == "topk":
     return {"name": "topk", "k": int(cfg.k)}
   if cfg.name == "round":
@@ -73,6 +76,10 @@ def describe(cfg) -> str:
 def validate(cfg, feature_dim: Optional[int] = None) -> None:
   """One ConfigError for a bad defense parameter, before any stage runs."""
   if cfg is None:
+    return
+  if str(cfg.name).startswith("callable:"):  # A user's defense: (features, images) -> answers.
+    from stolen_jax import targets
+    targets.load_callable(cfg.name, "defense.name")
     return
   choose("defense.name", cfg.name, DEFENSES)
   if cfg.name == "topk":
@@ -241,6 +248,8 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
   name = s["name"]
   if name == "none":
     return Defense("none", s, lambda f, images: f)
+  if name.startswith("callable:"):
+    return _user_defense(name, s)
   if name == "topk":
     fn = jax.jit(functools.partial(topk, k=s["k"]))
     return Defense(name, s, lambda f, images: fn(jnp.asarray(f)))
@@ -278,3 +287,19 @@ def make(cfg, feature_dim: Optional[int] = None, shadow: Optional[dict] = None) 
   if shadow.get("stage_key"):
     s = {**s, "shadow": shadow["stage_key"]}
   return Defense(name, s, poison)
+
+
+def _user_defense(spec: str, s: dict) -> Defense:
+  """``defense.name=callable:MODULE:FUNCTION``: the provider's own perturbation, a function
+  (features (N, D) float32, images uint8) -> answers (N, D)."""
+  from stolen_jax import targets
+  from stolen_jax.eaas.answers import TargetAnswerError, as_numbers
+  fn, _, name = targets.load_callable(spec, "defense.name")
+
+  def defend(f, images):
+    try:
+      out = fn(np.asarray(f, np.float32), images)
+    except Exception as e:  # noqa: BLE001  (the user's code: its error, named)
+      raise TargetAnswerError(f"the defense {name} raised {type(e).__name__}: {e}") from e
+    return as_numbers(out, f"the defense {name}")
+  return Defense(spec, s, defend)

@@ -129,28 +129,34 @@ def open_imported(name: str, path: str, mesh, batch_size: int = 512,
   return Target(meta, lambda images: features.extract(forward, variables, images, mesh, batch_size))
 
 
-def open_callable(spec: str) -> Target:
-  """``callable:MODULE:FUNCTION``: the function answers uint8 NHWC batches with features.
-  Its fingerprint hashes the source file of its module, so editing the function is a new
-  target (its paid answers are not reused for other code)."""
+def load_callable(spec: str, setting: str = "steal.target"):
+  """(function, fingerprint, 'MODULE.FUNCTION') of ``callable:MODULE:FUNCTION``. The
+  fingerprint hashes the source file of its module, so editing the function is new code
+  (answers it made are not reused for other code)."""
   parts = spec.split(":", 2)
   if len(parts) != 3:
-    raise ConfigError(f"steal.target={spec!r}: write callable:MODULE:FUNCTION")
+    raise ConfigError(f"{setting}={spec!r}: write callable:MODULE:FUNCTION")
   try:
     module = importlib.import_module(parts[1])
     fn = getattr(module, parts[2])
   except (ImportError, AttributeError) as e:
-    raise ConfigError(f"steal.target={spec!r}: cannot import {parts[1]}.{parts[2]} ({e})") from None
+    raise ConfigError(f"{setting}={spec!r}: cannot import {parts[1]}.{parts[2]} ({e})") from None
   if not callable(fn):
-    raise ConfigError(f"steal.target={spec!r}: {parts[1]}.{parts[2]} is not callable")
+    raise ConfigError(f"{setting}={spec!r}: {parts[1]}.{parts[2]} is not callable")
   try:
     source = inspect.getsource(module)
   except (OSError, TypeError):
     source = repr(fn)
   fingerprint = hashlib.sha256(f"{spec}\n{source}".encode()).hexdigest()[:16]
-  dim = getattr(fn, "feature_dim", None)
+  return fn, fingerprint, f"{parts[1]}.{parts[2]}"
 
-  name = f"{parts[1]}.{parts[2]}"
+
+def open_callable(spec: str) -> Target:
+  """``callable:MODULE:FUNCTION``: the function answers uint8 NHWC batches with features
+  (its fingerprint is ``load_callable``'s: editing the function is a new target)."""
+  fn, fingerprint, name = load_callable(spec)
+  parts = spec.split(":", 2)
+  dim = getattr(fn, "feature_dim", None)
 
   def features_fn(images):
     from stolen_jax.eaas.answers import TargetAnswerError, as_numbers
