@@ -12,6 +12,7 @@ cleared, a full disk or a checkpoint of another model is a ``CheckpointError``.
 import errno
 import glob
 import hashlib
+import json
 import os
 import shutil
 from typing import Any, Optional
@@ -177,6 +178,35 @@ def find_stage_dirs(root: str) -> list[str]:
           if os.path.isfile(os.path.join(root, d, "stage.json"))]
 
 
+def _flat(record, prefix="") -> dict:
+  if not isinstance(record, dict):
+    return {prefix: record}
+  out = {}
+  for k, v in record.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def _what_differs(dirs: list) -> str:
+  """'KEY1 (steal.target=a, ...); KEY2 (steal.target=b, ...)': each stage directory with
+  the settings that tell it from the others (from each stage.json)."""
+  records = {}
+  for d in dirs:
+    try:
+      with open(os.path.join(d, "stage.json")) as f:
+        rec = json.load(f)
+      records[d] = _flat({"settings": rec.get("settings", {}), "upstream": rec.get("upstream", {})})
+    except (OSError, ValueError):
+      records[d] = {}
+  keys = sorted({k for r in records.values() for k in r})
+  differ = [k for k in keys if len({repr(r.get(k)) for r in records.values()}) > 1]
+  def short(k):
+    return k.split(".", 1)[1] if k.startswith("settings.") else k
+  return "; ".join(
+      f"{os.path.basename(d)} ({', '.join(f'{short(k)}={str(r.get(k))[:60]}' for k in differ[:4])}"
+      f"{', ...' if len(differ) > 4 else ''})" for d, r in records.items())
+
+
 def _resolve(path: str) -> tuple[str, list[int]]:
   """A manager directory (its steps, newest first), from a manager directory, a step
   directory, a stage directory, or a stage root holding one keyed stage."""
@@ -193,8 +223,7 @@ def _resolve(path: str) -> tuple[str, list[int]]:
     elif len(with_ckpt) > 1:
       raise CheckpointError(
           f"{path!r} holds {len(with_ckpt)} stages with other settings: "
-          f"{', '.join(os.path.basename(d) for d in with_ckpt)} (each stage.json says which); "
-          f"name one, e.g. {with_ckpt[-1]}")
+          f"{_what_differs(with_ckpt)}; name one, e.g. {with_ckpt[-1]}")
   if os.path.isdir(os.path.join(path, "checkpoints")):
     path = os.path.join(path, "checkpoints")
   base = os.path.basename(path.rstrip("/"))

@@ -6,6 +6,7 @@ carry the table of the run that wrote it.
 """
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -15,11 +16,18 @@ START, END = "<!-- section: {} -->", "<!-- /section: {} -->"
 
 
 def command_line() -> str:
-  """The command this process was started with, as a shell would take it back."""
+  """The command this process was started with, as a shell would take it back, with the
+  data files' directories written as DATA_DIR (a results doc names no machine's paths)."""
   argv = list(sys.argv)
   if argv and argv[0].endswith(os.path.join("stolen_jax", "main.py")):
     argv = ["python", "-m", "stolen_jax.main"] + argv[1:]
-  return " ".join(shlex.quote(a) for a in argv)
+  return " ".join(shlex.quote(relative_data_paths(a)) for a in argv)
+
+
+def relative_data_paths(arg: str) -> str:
+  """'--x=npz:/abs/dir/cifar10.npz,npz:/abs/dir/mnist.npz' -> '...npz:DATA_DIR/cifar10.npz,...'
+  (a data source's absolute directory becomes DATA_DIR)."""
+  return re.sub(r"(npz|folder):(/[^,\s]*/)([^/,\s]+)", r"\1:DATA_DIR/\3", arg)
 
 
 def write_section(path: str, title: str, markdown: str, workdir: str) -> str:

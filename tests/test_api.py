@@ -68,3 +68,12 @@ def test_a_misspelt_setting_is_one_error_naming_the_nearest(stolen):
              **{"probe.epoch": 3})
   with pytest.raises(ConfigError, match="an encoder takes uint8 images"):
     target.encoder(np.zeros((2, 16, 16, 3), np.float32))
+
+
+def test_an_ambiguous_stage_root_lists_what_tells_its_stages_apart(stolen):
+  workdir, target, _ = stolen
+  sj.steal(target.encoder, "embedded:textures", budget=32, base=TINY, workdir=workdir,
+           lambda_=5.0)
+  with pytest.raises(Exception, match=r"holds 2 stages with other settings: \w+ \(.*lambda_=20"
+                                      r".*\); \w+ \(.*lambda_=5.*name one"):
+    sj.probe(os.path.join(workdir, "steal"), "embedded:glyphs", base=TINY, workdir=workdir)

@@ -29,17 +29,20 @@ def test_config_is_valid(path):
 
 
 def test_demo_is_pinned_to_its_documented_sizes():
-  # The README's Quick start quotes a measured run of exactly these sizes; change both together.
+  # The README's Quick start and docs/results/demo_seeds.md quote measured runs of exactly
+  # these sizes; change them together.
   c = _load(os.path.join(ROOT, "configs", "demo.py"))
   p, s, q = c.pretrain, c.steal, c.probe
   assert (p.dataset, p.num_examples, p.arch, p.width, p.image_size, p.epochs) == (
       "embedded:shapes", 4096, "resnet18", 0.125, 16, 15)
   assert (s.surrogate, s.surrogate_size, s.arch, s.width, s.image_size, s.epochs, s.lambda_) == (
-      "embedded:scenes", 512, "resnet18", 0.125, 16, 80, 20.0)
+      "embedded:scenes", 2048, "resnet18", 0.125, 16, 20, 20.0)
   assert (q.datasets, q.num_train, q.num_test, q.epochs) == (
       "embedded:glyphs,embedded:textures", 5000, 1000, 200)
   readme = open(os.path.join(ROOT, "README.md")).read()
-  assert "512 queries" in readme and "4,096" in readme
+  assert "2,048 queries" in readme and "4,096" in readme
+  doc = open(os.path.join(ROOT, "docs", "results", "demo_seeds.md")).read()
+  assert "--config configs/demo.py" in doc  # Written by its command for this config.
 
 
 def test_reading_a_config_starts_no_jax_backend():

@@ -54,6 +54,8 @@ def test_cifar10_python_tarball(tmp_path):
   out = tmp_path / "c.npz"
   prepare.convert("cifar10", str(tmp_path / "cifar-10-python.tar.gz"), str(out))
   _check(out, x[:10], y[:10], x[10:], y[10:])
+  with np.load(out) as f:  # The classes' names are recorded (no pickle needed to read them).
+    assert list(f["class_names"])[:3] == ["airplane", "automobile", "bird"]
 
 
 def test_a_cifar_pickle_that_names_code_is_refused(tmp_path):
@@ -164,6 +166,7 @@ def test_image_folder_and_the_job(tmp_path):
   config.prepare.output = str(tmp_path / "f.npz")
   summary = jobs.run(config, str(tmp_path / "w"))
   assert summary["x_train"] == [4, 8, 8, 3] and summary["classes"] == 2
+  assert summary["class_names"] == ["cat", "dog"]
 
 
 def test_a_missing_source_or_unknown_format_is_one_error(tmp_path):

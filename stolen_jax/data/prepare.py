@@ -189,6 +189,36 @@ FORMATS: dict[str, Callable] = {
 }
 
 
+# The classes' names, by label, where the format fixes them (the .npz records them as
+# ``class_names``); CIFAR-100's come from its archive, image folders' from the folders.
+_DIGITS = tuple(str(i) for i in range(10))
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+    "stl10": ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"),
+    "mnist": _DIGITS, "svhn": _DIGITS,
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+}
+
+
+def class_names(fmt: str, source: str) -> Optional[tuple]:
+  """The names of ``fmt``'s classes by label, or None where the files do not say them."""
+  if fmt in CLASS_NAMES:
+    return CLASS_NAMES[fmt]
+  if fmt == "image_folder":
+    return tuple(sorted(d for d in os.listdir(os.path.join(source, "train"))
+                        if os.path.isdir(os.path.join(source, "train", d))))
+  if fmt == "cifar100":
+    with tarfile.open(source) as t:
+      meta = next((m for m in t.getmembers() if m.name.endswith("/meta")), None)
+      if meta is not None:
+        names = _unpickle(t.extractfile(meta).read()).get(b"fine_label_names")
+        if names:
+          return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+  return None
+
+
 def _subset(x, y, limit: Optional[int], seed: int):
   if limit is None or limit >= len(x):
     return x, y
@@ -223,6 +253,9 @@ def convert(fmt: str, source: str, output: str, max_train: Optional[int] = None,
       x = sources.resize_images(sources.to_rgb(x), int(image_size))
     arrays[f"x_{name}"] = np.ascontiguousarray(x)
     arrays[f"y_{name}"] = sources.check_labels(y, len(x), f"{fmt}:{name}").astype(np.int64)
+  names = class_names(fmt, source)
+  if names is not None:
+    arrays["class_names"] = np.asarray(names, dtype=str)
   output = os.path.expanduser(output)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   tmp = output + ".tmp.npz"
@@ -230,7 +263,8 @@ def convert(fmt: str, source: str, output: str, max_train: Optional[int] = None,
   os.replace(tmp, output)
   return {"output": os.path.abspath(output), "format": fmt,
           **{k: list(v.shape) for k, v in arrays.items() if k.startswith("x_")},
-          "classes": int(max(arrays["y_train"].max(), arrays["y_test"].max()) + 1)}
+          "classes": int(max(arrays["y_train"].max(), arrays["y_test"].max()) + 1),
+          "class_names": list(names) if names is not None else None}
 
 
 def run(config, workdir: str) -> dict:
