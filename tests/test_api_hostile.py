@@ -211,6 +211,12 @@ def test_docs_page_is_served_without_any_external_asset(tmp_path):
   text = page.text
   assert "<script" not in text and "cdn" not in text.lower() and "http://" not in text
   assert "POST /v1/features" in text and "Idempotency-Key" in text and "429" in text
+  # Every 200 says what it answers (not "Successful Response"), with an example; the
+  # features call shows an example request; authentication is explained once.
+  assert "Successful Response" not in text
+  assert "Example request:" in text and "--data-binary @batch.npy" in text
+  assert text.count("Example answer (200") >= 4 and "&quot;remaining&quot;: 488" in text
+  assert text.count("<b>Authentication</b>") == 1
 
 
 def test_the_steal_says_what_it_paid():

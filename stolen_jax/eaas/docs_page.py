@@ -24,17 +24,19 @@ def render(doc: dict) -> str:
          f"<h1>{html.escape(info.get('title', 'API'))}</h1><p>{html.escape(info.get('description', ''))}</p>",
          "<p>The machine-readable document: <a href='/openapi.json'><code>/openapi.json</code></a>.</p>"]
   schemes = doc.get("components", {}).get("securitySchemes", {})
-  for name, s in schemes.items():
-    out.append(f"<p><b>Authentication</b> ({html.escape(name)}): <code>Authorization: "
-               f"{html.escape(str(s.get('scheme', '')).title())} KEY</code>. "
-               f"{html.escape(s.get('description', ''))}</p>")
+  for s in schemes.values():  # Once, for every operation marked as requiring the key.
+    out.append(f"<p><b>Authentication</b>: <code>Authorization: "
+               f"{html.escape(str(s.get('scheme', '')).title())} KEY</code> on every operation "
+               "marked <i>requires the API key</i>.</p>")
   for path, ops in doc.get("paths", {}).items():
     for method, op in ops.items():
       out.append(f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>")
       if op.get("summary"):
         out.append(f"<p>{html.escape(op['summary'])}</p>")
       if op.get("security"):
-        out.append("<p>Requires the API key.</p>")
+        out.append("<p><i>Requires the API key.</i></p>")
+      if op.get("x-example-request"):
+        out.append(f"<p>Example request:</p><pre>{html.escape(op['x-example-request'])}</pre>")
       params = op.get("parameters", [])
       if params:
         out.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>")
@@ -48,10 +50,17 @@ def render(doc: dict) -> str:
         out.append(f"<p>Body <code>{html.escape(media)}</code>: "
                    f"{html.escape(spec.get('description', ''))}</p>")
       out.append("<table><tr><th>status</th><th>meaning</th></tr>")
+      examples = []
       for status, r in op.get("responses", {}).items():
         headers = ", ".join(r.get("headers", {}))
         out.append(f"<tr><td>{status}</td><td>{html.escape(r.get('description', ''))}"
                    f"{f' (headers: {html.escape(headers)})' if headers else ''}</td></tr>")
+        for media, spec in r.get("content", {}).items():
+          if "example" in spec:
+            examples.append((status, media, spec["example"]))
       out.append("</table>")
+      for status, media, example in examples:
+        out.append(f"<p>Example answer ({status}, <code>{html.escape(media)}</code>):</p>"
+                   f"<pre>{html.escape(json.dumps(example, indent=1))}</pre>")
   out.append("</body></html>")
   return "\n".join(out)

@@ -101,6 +101,13 @@ def _error_doc(description: str, headers: Optional[dict] = None) -> dict:
 # The OpenAPI description of POST /v1/features: its bodies and every status it answers, so
 # generated clients and schema fuzzers (tests/test_api_fuzz.py) know the contract.
 FEATURES_OPENAPI = {
+    # An example request (shown by /docs): the client's .npy body and its idempotency key.
+    "x-example-request": (
+        "python -c \"import numpy as np, sys; np.save(sys.stdout.buffer, "
+        "np.zeros((2, 32, 32, 3), np.uint8))\" > batch.npy\n"
+        "curl -X POST \"$API/v1/features\" -H 'Authorization: Bearer sk-...' \\\n"
+        "     -H 'Idempotency-Key: batch-0001' -H 'Accept: application/json' \\\n"
+        "     -H 'Content-Type: application/x-npy' --data-binary @batch.npy"),
     "requestBody": {"required": True, "content": {
         "application/x-npy": {"schema": {"type": "string", "format": "binary"},
                               "description": "np.save of a uint8 (N, S, S, 3) batch"},
@@ -120,7 +127,9 @@ FEATURES_RESPONSES = {
                       "application/json": {"schema": {
                           "type": "object", "properties": {"features": {
                               "type": "array", "items": {"type": "array",
-                                                         "items": {"type": "number"}}}}}}}},
+                                                         "items": {"type": "number"}}}}},
+                          "example": {"features": [[0.0132, -0.0871, 0.2214], [0.0415, 0.1187,
+                                                                                 -0.0052]]}}}},
     400: _error_doc("Missing Idempotency-Key, or a body that is not a .npy array / a form"),
     401: _error_doc("Missing or unknown API key"),
     402: _error_doc("The batch would pass the account's budget"),
@@ -133,6 +142,22 @@ FEATURES_RESPONSES = {
 }
 _AUTH_RESPONSES = {401: _error_doc("Missing or unknown API key"),
                    403: _error_doc("Revoked API key")}
+ACCOUNT_RESPONSES = {
+    200: {"description": "The caller's account: queries used and remaining of its budget, "
+                         "its price and what it has cost so far",
+          "content": {"application/json": {"example": {
+              "name": "attacker", "used": 512, "remaining": 488, "budget": 1000,
+              "price_per_1000": 1.2, "cost": 0.6144, "rate_per_s": 0.0, "revoked": False,
+              "burst": None}}}},
+    **_AUTH_RESPONSES}
+MODEL_RESPONSES = {
+    200: {"description": "The served encoder: its feature dimension, the image size it is "
+                         "sent, its fingerprint and the defense its answers pass through",
+          "content": {"application/json": {"example": {
+              "feature_dim": 64, "image_size": 16, "fingerprint": "3be8fe992cbe3c8d",
+              "defense": {"name": "none"}}}}}}
+HEALTH_RESPONSES = {200: {"description": "The server is up",
+                          "content": {"application/json": {"example": {"status": "ok"}}}}}
 
 
 def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
@@ -182,15 +207,15 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
     from stolen_jax.eaas import docs_page
     return HTMLResponse(docs_page.render(app.openapi()))
 
-  @app.get("/healthz")
+  @app.get("/healthz", responses=HEALTH_RESPONSES)
   def healthz():
     return {"status": "ok"}
 
-  @app.get("/v1/model")
+  @app.get("/v1/model", responses=MODEL_RESPONSES)
   def model():
     return info
 
-  @app.get("/v1/account", responses=_AUTH_RESPONSES)
+  @app.get("/v1/account", responses=ACCOUNT_RESPONSES)
   def account(credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)):
     try:
       a = ledger.authenticate(key_of(credentials))
