@@ -104,6 +104,12 @@ def parse_flags(argv):
 
 
 def run():
+  """The command line's entry point (``python -m stolen_jax.main``, ``stolen-jax``)."""
+  # Line by line even into a file or a pipe: a user tailing a log sees each stage's line
+  # when it happens, not minutes later when a block buffer fills.
+  for stream in (sys.stdout, sys.stderr):
+    if hasattr(stream, "reconfigure"):
+      stream.reconfigure(line_buffering=True)
   flags.mark_flag_as_required("config")
   app.run(main, flags_parser=parse_flags)
 
