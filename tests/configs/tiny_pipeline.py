@@ -25,4 +25,6 @@ def get_config():
   q.datasets = "embedded:glyphs"
   q.num_train, q.num_test, q.image_size = 64, 32, 16
   q.hidden, q.epochs, q.batch_size = (32, 16), 3, 32
+  from stolen_jax import sweep  # For --config.job=sweep (bench/sweep_scaling.py).
+  config.sweep = sweep.sweep_block()
   return config
