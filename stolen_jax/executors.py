@@ -96,6 +96,18 @@ def run_cell(cfg, workdir: str, overrides: dict, seed: int, path: str,
   return record
 
 
+def run_group(items: list, workdir: str, stacked: bool = False) -> list:
+  """A task of several cells: with ``stacked``, their steals first trained as one stacked
+  program (``sweep.train_stacks``; the cells then find their steal stages finished), then
+  each cell (``run_cell``). Returns their records, in order."""
+  if stacked and len(items) > 1:
+    from stolen_jax import sweep  # The sweep runs this module's tasks: imported when run.
+    cfg, _, _, _, log = items[0]
+    with (_output_to(log) if log else contextlib.nullcontext()):
+      sweep.train_stacks(cfg, workdir, [item[0] for item in items])
+  return [run_cell(cfg, workdir, ov, seed, path, log) for cfg, ov, seed, path, log in items]
+
+
 def _progress(done: int, running: int, failed: int, total: int, t_start: float, computed: int):
   from stolen_jax.metrics import format_seconds
   left = total - done - failed
@@ -112,9 +124,9 @@ def _ray_tasks(config, workdir: str, todo: list, resources: dict):
     ray.init(address=address, num_cpus=None if address else int(config.sweep.get("workers") or 2),
              include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
-  task = ray.remote(**{"num_cpus": 1, **resources})(run_cell)
-  pending = {task.remote(cfg, workdir, ov, seed, path, log): i
-             for i, (cfg, ov, seed, path, log) in todo}
+  task = ray.remote(**{"num_cpus": 1, **resources})(run_group)
+  pending = {task.remote([item for _, item in group], workdir, stacked): tuple(i for i, _ in group)
+             for group, stacked in todo}
 
   def wait():
     ready, _ = ray.wait(list(pending), num_returns=1)
@@ -137,10 +149,10 @@ def _submitit_tasks(config, workdir: str, todo: list, resources: dict):
                                      or None)
   # submitit's default time limit (minutes) is shorter than a real cell: a day unless given.
   executor.update_parameters(**{"timeout_min": 24 * 60, **resources})
-  # One SLURM job array for all the cells (submitit's map_array).
-  columns = list(zip(*[item for _, item in todo]))
-  jobs = executor.map_array(run_cell, columns[0], [workdir] * len(todo), *columns[1:])
-  pending = dict(zip(jobs, [i for i, _ in todo]))
+  # One SLURM job array for all the tasks (submitit's map_array).
+  jobs = executor.map_array(run_group, [[item for _, item in group] for group, _ in todo],
+                            [workdir] * len(todo), [stacked for _, stacked in todo])
+  pending = dict(zip(jobs, [tuple(i for i, _ in group) for group, _ in todo]))
 
   def wait():
     while True:
@@ -156,9 +168,10 @@ def _submitit_tasks(config, workdir: str, todo: list, resources: dict):
 
 
 def run_remote(config, workdir: str, todo: list, label: Callable[[int], str]) -> dict:
-  """Runs ``todo`` = [(index, (cfg, overrides, seed, record path, log path))] on the
-  configured engine; returns {index: record}. Failed cells are reported as they fail and
-  raised together at the end."""
+  """Runs ``todo`` = [(group, stacked)] on the configured engine, a task per group, where a
+  group is [(index, (cfg, overrides, seed, record path, log path))] (one cell, or cells
+  whose steals train as one stacked program when ``stacked``); returns {index: record}.
+  Failed cells are reported as they fail and raised together at the end."""
   name = config.sweep.get("executor", "local")
   if name not in EXECUTORS:
     raise ConfigError(f"unknown sweep.executor {name!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -173,17 +186,19 @@ def run_remote(config, workdir: str, todo: list, label: Callable[[int], str]) ->
     extra = "ray" if name == "ray" else "slurm"
     raise ConfigError(f"sweep.executor={name} needs the extra: pip install "
                       f"'stolen_jax[{extra}]'") from None
-  logs = {i: item[4] for i, item in todo}
-  total, records, failed, t_start = len(todo), {}, [], time.perf_counter()
-  _progress(0, len(pending), 0, total, t_start, 0)
+  logs = {i: item[4] for group, _ in todo for i, item in group}
+  total, records, failed, t_start = len(logs), {}, [], time.perf_counter()
+  _progress(0, total, 0, total, t_start, 0)
   while pending:
-    i, record, error = wait()
+    cells, result, error = wait()
     if error is None:
-      records[i] = record
+      records.update(zip(cells, result))
     else:
-      failed.append(i)
-      console.stage_line("sweep", f"FAILED {label(i)}: {type(error).__name__}; log: {logs[i]}")
-    _progress(len(records), len(pending), len(failed), total, t_start, len(records))
+      failed += cells
+      for i in cells:
+        console.stage_line("sweep", f"FAILED {label(i)}: {type(error).__name__}; log: {logs[i]}")
+    running = total - len(records) - len(failed)
+    _progress(len(records), running, len(failed), total, t_start, len(records))
   if failed:
     raise UserError(f"{len(failed)} of {total} sweep cells failed ("
                     + "; ".join(f"{label(i)}: {logs[i]}" for i in failed)

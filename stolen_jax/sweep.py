@@ -187,6 +187,25 @@ def train_stacks(config, workdir: str, todo: list) -> None:
       steal.run_stack(chunk, workdir, mesh, target, defense)
 
 
+def remote_tasks(config, workdir: str, every: list) -> list:
+  """The tasks of a remote executor: [(group, stacked)], one cell each, or — with stacking
+  on — cells of one stack group (at most ``sweep.max_stack``) in one task that trains their
+  steals as one program first."""
+  from stolen_jax import steal
+  logs = os.path.join(workdir, "sweep_logs")
+  items = [(i, (cfg, overrides, seed, path, os.path.join(logs, os.path.basename(path)[:-5] + ".log")))
+           for i, (overrides, seed, cfg, path, record) in enumerate(every) if record is None]
+  if not stacking_enabled(config):
+    return [([item], False) for item in items]
+  groups: dict = {}
+  for item in items:
+    key = steal.stack_group(item[1][0])
+    groups.setdefault(key if key is not None else f"alone-{item[0]}", []).append(item)
+  size = max(1, int(config.sweep.get("max_stack", 8)))
+  return [(group[s:s + size], len(group[s:s + size]) > 1)
+          for group in groups.values() for s in range(0, len(group), size)]
+
+
 def run(config, workdir: str) -> dict:
   """Runs every cell (resumable; a finished cell is read back), writes the table and plot."""
   cell_list = cells(config)
@@ -205,11 +224,7 @@ def run(config, workdir: str) -> dict:
     return ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"
   remote = {}
   if config.sweep.get("executor", "local") != "local":  # Ray or SLURM workers run the cells.
-    logs = os.path.join(workdir, "sweep_logs")
-    remote = executors.run_remote(config, workdir, [
-        (i, (cfg, overrides, seed, path, os.path.join(logs, os.path.basename(path)[:-5] + ".log")))
-        for i, (overrides, seed, cfg, path, record) in enumerate(every) if record is None],
-        label)
+    remote = executors.run_remote(config, workdir, remote_tasks(config, workdir, every), label)
   elif stacking_enabled(config):
     train_stacks(config, workdir, [cfg for _, _, cfg, _, record in every if record is None])
   computed = len(remote)

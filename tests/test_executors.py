@@ -71,3 +71,14 @@ def test_resources_and_bad_executors_are_one_error():
   config = _config("dask")
   with pytest.raises(ConfigError, match="unknown sweep.executor 'dask'"):
     jobs.run(config, "/nonexistent/never/written")
+
+
+@pytest.mark.slow  # A stacked program and 3 cells in one worker process: a minute or two.
+def test_stacked_cells_train_as_one_program_inside_a_task(local_sweep, tmp_path):
+  pytest.importorskip("submitit")
+  config = _config("submitit")
+  config.sweep.axes, config.sweep.seeds, config.sweep.stack_steals = "steal.lambda_=1,5,20", (0,), "on"
+  out = jobs.run(config, str(tmp_path))
+  assert out["computed"] == 3
+  assert len(glob.glob(f"{tmp_path}/steal_stack/*")) == 1  # One stacked program for the three.
+  assert len(glob.glob(f"{tmp_path}/sweep_logs/submitit/*_submitted.pkl")) == 1  # One task.
