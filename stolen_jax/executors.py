@@ -179,6 +179,8 @@ def run_remote(config, workdir: str, todo: list, label: Callable[[int], str]) ->
     raise ConfigError(f"sweep.executor={name} runs each cell as its own job: use it without "
                       "multihost (each task is one host's job)")
   resources = parse_resources(config.sweep.get("resources", ""))
+  if not todo:  # Every cell has its record: nothing to submit (no engine started).
+    return {}
   try:
     start = _ray_tasks if name == "ray" else _submitit_tasks
     pending, wait = start(config, workdir, todo, resources)
