@@ -193,7 +193,8 @@ def steal(target: Spec, surrogate: str, *, attack: str = "stolenencoder",
           budget: Optional[int] = None, defense: Union[None, str, Mapping] = None,
           workdir: str = "workdir/api", base: str = "demo", seed: int = 0,
           **overrides) -> StealResult:
-  """``job=steal``: steal ``target`` with the attack ``attack`` on ``surrogate`` images,
+  """``job=steal``: steal ``target`` with the attack ``attack`` on ``surrogate`` images (a
+  data source, optionally ``SOURCE@SPLIT``: ``"npz:data/tiny.npz@test"``),
   at most ``budget`` queries (the surrogate set is then ``budget`` images, one answer each,
   or ``budget // views`` for an attack of several views, unless ``surrogate_size`` is
   given), behind ``defense`` (a name, or {name, and its settings}). Overrides: ``steal.*``."""
