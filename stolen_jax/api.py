@@ -46,8 +46,9 @@ def make_callable(module: types.ModuleType) -> None:
   module.__class__ = _CallableModule
 
 
-def _base(base: str, job: str):
-  """The config a call starts from (``demo``, ``paper`` or a config file's ``get_config``)."""
+def _base(base: str, job: str, seed: int):
+  """The config a call starts from (``demo``, ``paper`` or a config file's ``get_config``),
+  for ``job`` with ``seed``."""
   if base == "demo":
     config = defaults.demo_config()
   elif base == "paper":
@@ -61,7 +62,7 @@ def _base(base: str, job: str):
     config = module.get_config(arg) if arg else module.get_config()
   else:
     raise ConfigError(f"base={base!r}: 'demo', 'paper' or the path of a config file")
-  config.job = job
+  config.job, config.seed = job, seed
   return config
 
 
@@ -179,8 +180,7 @@ class PretrainResult(Result):
 def pretrain(*, workdir: str = "workdir/api", base: str = "demo", seed: int = 0,
              **overrides) -> PretrainResult:
   """``job=pretrain``: the target encoder of ``base`` (overrides: ``pretrain.*``)."""
-  config = _base(base, "pretrain")
-  config.seed = seed
+  config = _base(base, "pretrain", seed)
   _apply(config, "pretrain", overrides)
   summary = dict(_run(config, workdir))
   row = {"method": config.pretrain.method, "arch": config.pretrain.arch,
@@ -198,8 +198,7 @@ def steal(target: Spec, surrogate: str, *, attack: str = "stolenencoder",
   at most ``budget`` queries (the surrogate set is then ``budget`` images, one answer each,
   or ``budget // views`` for an attack of several views, unless ``surrogate_size`` is
   given), behind ``defense`` (a name, or {name, and its settings}). Overrides: ``steal.*``."""
-  config = _base(base, "steal")
-  config.seed = seed
+  config = _base(base, "steal", seed)
   s = config.steal
   s.target, s.attack, s.query_budget = _spec(target), attack, budget
   source, _, split = str(surrogate).partition("@")
@@ -234,8 +233,7 @@ def probe(encoder: Spec, datasets: Union[str, Sequence[str]], *, workdir: str = 
           base: str = "demo", seed: int = 0, **overrides) -> Result:
   """``job=probe``: MLP probes of ``encoder`` on each downstream set (test accuracy per
   set). Overrides: ``probe.*``."""
-  config = _base(base, "probe")
-  config.seed = seed
+  config = _base(base, "probe", seed)
   config.probe.encoder = _spec(encoder)
   config.probe.datasets = datasets if isinstance(datasets, str) else ",".join(datasets)
   _apply(config, "probe", overrides)
@@ -250,7 +248,7 @@ def sweep(axes: str, *, seeds: Sequence[int] = (0,), workdir: str = "workdir/api
           base: str = "demo", executor: str = "local", **overrides) -> Result:
   """``job=sweep``: the grid ``axes`` (``'steal.lambda_=1,20; steal.distance=l2,cosine'``)
   over ``seeds``, its table as rows and markdown. Overrides: ``sweep.*`` or dotted keys."""
-  config = _base(base, "sweep")
+  config = _base(base, "sweep", 0)
   from stolen_jax import sweep as sweep_lib
   if config.get("sweep") is None:
     config.sweep = sweep_lib.sweep_block()

@@ -12,7 +12,6 @@ cleared, a full disk or a checkpoint of another model is a ``CheckpointError``.
 import errno
 import glob
 import hashlib
-import json
 import os
 import shutil
 from typing import Any, Optional
@@ -190,14 +189,12 @@ def _flat(record, prefix="") -> dict:
 def _what_differs(dirs: list) -> str:
   """'KEY1 (steal.target=a, ...); KEY2 (steal.target=b, ...)': each stage directory with
   the settings that tell it from the others (from each stage.json)."""
+  from stolen_jax import stages
   records = {}
   for d in dirs:
-    try:
-      with open(os.path.join(d, "stage.json")) as f:
-        rec = json.load(f)
-      records[d] = _flat({"settings": rec.get("settings", {}), "upstream": rec.get("upstream", {})})
-    except (OSError, ValueError):
-      records[d] = {}
+    rec = stages.read_json(os.path.join(d, "stage.json"))
+    rec = rec if isinstance(rec, dict) else {}
+    records[d] = _flat({"settings": rec.get("settings", {}), "upstream": rec.get("upstream", {})})
   keys = sorted({k for r in records.values() for k in r})
   differ = [k for k in keys if len({repr(r.get(k)) for r in records.values()}) > 1]
   def short(k):

@@ -293,13 +293,7 @@ def _user_defense(spec: str, s: dict) -> Defense:
   """``defense.name=callable:MODULE:FUNCTION``: the provider's own perturbation, a function
   (features (N, D) float32, images uint8) -> answers (N, D)."""
   from stolen_jax import targets
-  from stolen_jax.eaas.answers import TargetAnswerError, as_numbers
+  from stolen_jax.eaas import answers
   fn, _, name = targets.load_callable(spec, "defense.name")
-
-  def defend(f, images):
-    try:
-      out = fn(np.asarray(f, np.float32), images)
-    except Exception as e:  # noqa: BLE001  (the user's code: its error, named)
-      raise TargetAnswerError(f"the defense {name} raised {type(e).__name__}: {e}") from e
-    return as_numbers(out, f"the defense {name}")
-  return Defense(spec, s, defend)
+  return Defense(spec, s, lambda f, images: answers.call(
+      fn, f"the defense {name}", np.asarray(f, np.float32), images))

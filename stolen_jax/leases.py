@@ -98,9 +98,9 @@ class Lease:
     held = _read(path)
     if held is not None and held.get("token") == self.token:
       os.remove(path)
-    for p in (_beat_path(self.directory, self.token),):
-      if os.path.exists(p):
-        os.remove(p)
+    beat = _beat_path(self.directory, self.token)
+    if os.path.exists(beat):
+      os.remove(beat)
 
   def __enter__(self):
     return self

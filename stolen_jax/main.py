@@ -62,13 +62,13 @@ def _quiet_closed_loops(hook):
 
 
 def main(argv):
-  logging.get_absl_handler().addFilter(_QuietLibraries(flags.FLAGS["verbosity"].present))
-  if not flags.FLAGS["verbosity"].present:
-    sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
-  if not flags.FLAGS["verbosity"].present:
+  verbose = flags.FLAGS["verbosity"].present
+  logging.get_absl_handler().addFilter(_QuietLibraries(verbose))
+  if not verbose:
     # The console shows progress bars, one line per stage and the results; the detailed log
     # (per-step metrics, library messages) is one flag away: --verbosity=0.
     logging.set_verbosity(logging.WARNING)
+    sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from stolen_jax import jobs

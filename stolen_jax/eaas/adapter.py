@@ -91,6 +91,12 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
   return buf.getvalue()
 
 
+def _without_rows(record: Optional[dict]) -> dict:
+  """A request's log fields without its cache rows: a line for queries that bought no
+  usable answer must not tell the cache those rows were answered."""
+  return {k: v for k, v in (record or {}).items() if k != "rows"}
+
+
 def _fill(template, image_b64: Optional[str] = None, items=None):
   if template == "$IMAGE":
     return image_b64
@@ -199,7 +205,7 @@ class AdapterService:
 
   def _maybe_billed(self, count: int, record: Optional[dict], errors: list) -> None:
     self.log.append(0, maybe_billed=count, why=sorted({type(e).__name__ for e in errors}),
-                    **{k: v for k, v in (record or {}).items() if k != "rows"})
+                    **_without_rows(record))
 
   def query(self, images: np.ndarray, record: Optional[dict] = None, journal=None) -> np.ndarray:
     """One request for ``images`` (at most ``max_batch``): their vectors, journaled and then
@@ -224,8 +230,7 @@ class AdapterService:
     except (ValueError, KeyError, IndexError, TypeError) as e:
       # Answered (200), so billed: counted as paid before the answer is refused.
       self.queries_used += n
-      self.log.append(n, rejected="no vectors", **{k: v for k, v in (record or {}).items()
-                                                   if k != "rows"})
+      self.log.append(n, rejected="no vectors", **_without_rows(record))
       raise UserError(f"the answer of {self.spec['url']} has no vectors at "
                       f"{self.spec['vectors']!r} ({type(e).__name__}: {e}); its {n} queries are "
                       f"counted as paid; answer: {r.text[:200]}") from None

@@ -9,7 +9,6 @@ request's tag, rows and the reason, and never stored in the cache: training neve
 it, and a rerun asks the target for those images again (within the budget).
 """
 
-import json
 import os
 from typing import Optional
 
@@ -38,6 +37,17 @@ def as_numbers(raw, who: str) -> np.ndarray:
   return array
 
 
+def call(fn, who: str, *args, context: str = "", consequence: str = "") -> np.ndarray:
+  """``fn(*args)`` (a user's function) as numbers: what it raises or returns instead is one
+  TargetAnswerError naming ``who`` (``context``: where, ``consequence``: what follows)."""
+  try:
+    raw = fn(*args)
+  except Exception as e:  # noqa: BLE001  (the user's code: its error, named, not ours)
+    raise TargetAnswerError(f"{who} raised {type(e).__name__}{context}: {str(e)[:300]}"
+                            f"{consequence}") from e
+  return as_numbers(raw, who)
+
+
 def problem(answers: np.ndarray, n: int, dims: tuple = ()) -> Optional[str]:
   """What is wrong with a batch of ``n`` answers (None when nothing is): ``dims`` are the
   (name, dimension) pairs the answers must have (the cache's first batch's, the stage's)."""
@@ -49,19 +59,22 @@ def problem(answers: np.ndarray, n: int, dims: tuple = ()) -> Optional[str]:
   for name, dim in dims:
     if dim and a.shape[1] != int(dim):
       return f"{a.shape[1]}-dimensional vectors where {name} are {int(dim)}-dimensional"
-  finite = np.isfinite(a.astype(np.float64))
-  bad = ~finite.all(axis=1)
+  bad = ~np.isfinite(a).all(axis=1)
   if bad.any():
     kinds = [k for k, hit in (("NaN", np.isnan(a).any()), ("±inf", np.isinf(a).any())) if hit]
     return f"{' and '.join(kinds)} for {int(bad.sum())} of {n} images"
   return None
 
 
+def _directory(cache) -> str:
+  return cache.base + ".quarantine"
+
+
 def quarantine(cache, tag: str, indices: np.ndarray, answers, reason: str) -> str:
   """Keeps a bad (paid) batch apart from ``cache``: ``<cache>.quarantine/<tag>.npz`` with
   its rows, answers and reason. Returns the file's path."""
   from stolen_jax import parallel
-  directory = cache.base + ".quarantine"
+  directory = _directory(cache)
   path = os.path.join(directory, f"{tag}.npz")
   if not parallel.is_main():
     return path
@@ -78,7 +91,7 @@ def quarantine(cache, tag: str, indices: np.ndarray, answers, reason: str) -> st
 
 def quarantined(cache) -> list[str]:
   """The quarantined batches of ``cache`` (paths)."""
-  directory = cache.base + ".quarantine"
+  directory = _directory(cache)
   if not os.path.isdir(directory):
     return []
   return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".npz"))
@@ -103,10 +116,10 @@ def quarantine_cached_rows(cache) -> int:
     return 0
   rows = np.flatnonzero(cache.answered)
   stored = np.asarray(cache.stored_rows(rows))
-  bad = rows[~np.isfinite(stored).all(axis=1)]
+  not_finite = ~np.isfinite(stored).all(axis=1)
+  bad = rows[not_finite]
   if len(bad):
-    quarantine(cache, "cached-" + json.dumps(int(bad[0])), bad,
-               stored[~np.isfinite(stored).all(axis=1)],
+    quarantine(cache, f"cached-{bad[0]}", bad, stored[not_finite],
                f"not finite ({len(bad)} cached rows, paid before answers were checked)")
     cache.forget(bad)
   return len(bad)

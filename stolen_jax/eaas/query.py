@@ -54,6 +54,7 @@ def query_with_cache(service, images: np.ndarray, cache: "FeatureCache", batch_s
     bad = {}
 
     def journal(a, idx=idx, tag=tag, record=record, dims=dims, bad=bad):
+      bad["checked"] = True
       why = answers.problem(a, len(idx), dims)
       if why is None:
         cache.journal(tag, idx, a)
@@ -62,11 +63,9 @@ def query_with_cache(service, images: np.ndarray, cache: "FeatureCache", batch_s
       bad["why"], bad["path"] = why, answers.quarantine(cache, tag, idx, a, why)
       record["quarantined"] = os.path.basename(bad["path"])
     result = service.query(images[idx], record=record, journal=journal)
-    if "why" not in bad:  # A service that journals nothing (or an older one): checked here.
-      why = answers.problem(result, len(idx), dims)
-      if why is not None:
-        journal(result)
-    if bad:
+    if "checked" not in bad:  # A service that called no journal (a split burst): checked now.
+      journal(result)
+    if "why" in bad:
       raise answers.TargetAnswerError(
           f"the target answered {bad['why']} of batch {start // batch_size + 1} (rows "
           f"{_ranges(idx)} of {cache.name}); its {len(idx)} answers were paid and are kept in "

@@ -155,12 +155,13 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
                                   log_path=os.path.join(op.query_stage.dir, "queries.jsonl"))
     caches = [eaas.FeatureCache(op.query_stage.dir, name, len(op.surrogate), key,
                                 keyed_directory=True) for name, _, key in requests]
-    return _pay(op, cfg, requests, caches, service, stage_dir)
+    return _pay(op, requests, caches, service, stage_dir)
 
 
-def _pay(op: Opened, cfg, requests, caches, service, stage_dir) -> Queried:
+def _pay(op: Opened, requests, caches, service, stage_dir) -> Queried:
   """The query plan's answers bought (under the query stage's lease): budget checked for
   the whole plan, then each request's missing answers paid and cached."""
+  cfg = op.cfg
   aug_service = None
   if cfg.variant == "query_aug" and cfg.lambda_ > 0:
     aug_service = eaas.QueryService(op.target.features_fn, defense=op.defense,

@@ -155,21 +155,17 @@ def open_callable(spec: str) -> Target:
   """``callable:MODULE:FUNCTION``: the function answers uint8 NHWC batches with features
   (its fingerprint is ``load_callable``'s: editing the function is a new target)."""
   fn, fingerprint, name = load_callable(spec)
-  parts = spec.split(":", 2)
   dim = getattr(fn, "feature_dim", None)
 
   def features_fn(images):
-    from stolen_jax.eaas.answers import TargetAnswerError, as_numbers
-    try:
-      raw = fn(np.ascontiguousarray(images, np.uint8))
-    except Exception as e:  # noqa: BLE001  (the user's code: its error, named, not ours)
-      raise TargetAnswerError(f"the target {name} raised {type(e).__name__} on a batch of "
-                              f"{len(images)} images: {str(e)[:300]}; nothing was paid") from e
-    out = as_numbers(raw, f"the target {name}").astype(np.float32)
+    from stolen_jax.eaas import answers
+    out = answers.call(fn, f"the target {name}", np.ascontiguousarray(images, np.uint8),
+                       context=f" on a batch of {len(images)} images",
+                       consequence="; nothing was paid").astype(np.float32)
     if out.ndim != 2 or len(out) != len(images):
       raise UserError(f"{name} answered shape {out.shape} for {len(images)} "
                       "images; it must return (N, D) features")
     return out
-  meta = {"arch": f"callable:{parts[1]}.{parts[2]}", "kind": "callable", "fingerprint": fingerprint,
+  meta = {"arch": f"callable:{name}", "kind": "callable", "fingerprint": fingerprint,
           "feature_dim": dim, "image_size": getattr(fn, "image_size", None)}
   return Target(meta, features_fn)

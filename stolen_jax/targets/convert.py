@@ -73,7 +73,8 @@ def load(obj, steps: list, arch: str) -> dict:
     node = variables[collection]
     for k in keys[:-1]:
       node = node.setdefault(k, {})
-    node[keys[-1]] = np.ascontiguousarray(_to_flax(kind, np.asarray(lazy.materialise(found[name]), np.float32), shape))
+    array = np.asarray(lazy.materialise(found[name]), np.float32)  # Read now, not before.
+    node[keys[-1]] = np.ascontiguousarray(_to_flax(kind, array, shape))
   return variables
 
 

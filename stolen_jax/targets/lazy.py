@@ -78,6 +78,16 @@ def element_count(path: str, what: str, shape) -> int:
   return n
 
 
+def read_at(path: str, offset: int, nbytes: int) -> bytes:
+  """``nbytes`` of the file ``path`` from ``offset``, or one error saying it is truncated."""
+  with open(path, "rb") as f:
+    f.seek(offset)
+    data = f.read(nbytes)
+  if len(data) < nbytes:
+    raise CheckpointError(f"{path} is truncated (a tensor's bytes end early)")
+  return data
+
+
 def bfloat16_to_float32(raw: bytes) -> np.ndarray:
   """bfloat16 values (little-endian) widened to float32: the upper half of its bits."""
   return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)

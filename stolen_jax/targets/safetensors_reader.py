@@ -77,11 +77,7 @@ def open_lazy(path: str, max_gb: Optional[float] = None) -> dict:
 
 
 def _read(path: str, offset: int, nbytes: int, dtype, shape) -> np.ndarray:
-  with open(path, "rb") as f:
-    f.seek(offset)
-    raw = f.read(nbytes)
-  if len(raw) < nbytes:
-    raise CheckpointError(f"{path} is truncated (a tensor's bytes end early)")
+  raw = lazy.read_at(path, offset, nbytes)
   array = lazy.bfloat16_to_float32(raw) if dtype == "bfloat16" else np.frombuffer(raw, dtype)
   return array.reshape(shape).copy()
 

@@ -118,18 +118,9 @@ def _load_legacy(path: str, max_gb):
                               f"declare {storage.numel}")
       if f.tell() + nbytes > size:
         raise CheckpointError(f"{path} is truncated (a storage's bytes end early)")
-      storage.reader = lambda n, offset=f.tell(): _read_at(path, offset, n)
+      storage.reader = lambda n, offset=f.tell(): lazy.read_at(path, offset, n)
       f.seek(nbytes, os.SEEK_CUR)
   return obj
-
-
-def _read_at(path: str, offset: int, nbytes: int) -> bytes:
-  with open(path, "rb") as f:
-    f.seek(offset)
-    data = f.read(nbytes)
-  if len(data) < nbytes:
-    raise CheckpointError(f"{path} is truncated (a storage's bytes end early)")
-  return data
 
 
 def is_truncated_zip(path: str) -> bool:
