@@ -104,7 +104,7 @@ def validate(config) -> None:
   """Checks names (job, architectures, augmentations, datasets, optimizers, defense) and
   counts (epochs, batch sizes, sizes, rates) before any work, so a typo fails in a second
   with the valid choices instead of after data loading or after queries were paid."""
-  from stolen_jax import augment, defend, models, optim
+  from stolen_jax import augment, defenses, models, optim
   from stolen_jax.data import sources
   choose("job", config.job, JOBS)
   if config.job == "sweep":
@@ -133,7 +133,7 @@ def validate(config) -> None:
       p = config.pretrain
       choose("pretrain.arch", p.arch, models.names())
       feature_dim = models.get(p.arch, width=p.width).feature_dim
-    defend.validate(config.get("defense"), feature_dim)
+    defenses.validate(config.get("defense"), feature_dim)
     if config.job == "pipeline" and steal.is_remote(config.steal.target):
       from stolen_jax.errors import ConfigError
       raise ConfigError("the pipeline probes the target itself, so it needs a checkpoint; "
@@ -150,7 +150,7 @@ def validate(config) -> None:
       from stolen_jax.errors import ConfigError
       raise ConfigError("job 'serve' needs a config.serve block (configs/serve.py)")
     choose("serve.action", config.serve.action, serve.ACTIONS)
-    defend.validate(config.get("defense"))
+    defenses.validate(config.get("defense"))
   for block_name in ("pretrain", "steal"):
     block = config.get(block_name)
     if block is None:

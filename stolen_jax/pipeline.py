@@ -15,8 +15,8 @@ import time
 import numpy as np
 from absl import logging
 
-from stolen_jax import (console, eaas, features, losses, parallel, pretrain, probe, report, stages,
-                        steal, targets)
+from stolen_jax import (console, defenses, eaas, features, losses, parallel, pretrain, probe,
+                        report, stages, steal, targets)
 
 
 def _seconds(t0: float) -> str:
@@ -110,7 +110,7 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   target = steal.open_target(target_path, mesh, config.steal.query_batch_size,
                             config.steal.get("max_weights_gb"))
   t0 = time.perf_counter()
-  defense = steal.build_defense(config, workdir, target, mesh)
+  defense = defenses.build(config, workdir, target, mesh)
   if defense.name == "poison":
     times["shadow"] = _seconds(t0)
 

@@ -24,7 +24,7 @@ def ledger_path(config, workdir: str) -> str:
 
 def build_app(config, workdir: str, mesh=None):
   """The FastAPI app serving ``serve.checkpoint`` with the config's defense and ledger."""
-  from stolen_jax import steal
+  from stolen_jax import defenses, steal
   from stolen_jax.eaas import ledger as ledger_lib, server
   cfg = config.serve
   if not cfg.checkpoint:
@@ -32,12 +32,12 @@ def build_app(config, workdir: str, mesh=None):
                       "(or import:NAME:PATH, callable:MODULE:FUNCTION)")
   mesh = mesh or parallel.make_mesh()
   target = steal.open_target(cfg.checkpoint, mesh, cfg.feature_batch_size, cfg.get("max_weights_gb"))
-  defense = steal.build_defense(config, workdir, target, mesh)
+  defense = defenses.build(config, workdir, target, mesh)
   meta = target.meta
   ledger = ledger_lib.Ledger(ledger_path(config, workdir))
   b4b = None
   if cfg.b4b.enabled:
-    from stolen_jax.eaas import b4b as b4b_lib
+    from stolen_jax.defenses import b4b as b4b_lib
     b4b = b4b_lib.B4B(int(meta["feature_dim"]), b4b_lib.B4BConfig(
         bits=cfg.b4b.bits, scale=cfg.b4b.scale, saturation=cfg.b4b.saturation,
         power=cfg.b4b.power, seed=cfg.b4b.seed))

@@ -123,11 +123,11 @@ def cell_config(config, overrides: dict, seed: int):
 def cell_key(cfg) -> str:
   """What determines a cell's results: the settings of its stages (as their keys see them),
   not the whole config — so a new config key elsewhere does not void finished cells."""
-  from stolen_jax import defend, pretrain, probe, steal
+  from stolen_jax import defenses, pretrain, probe, steal
   return stages.key_of({
       "target": stages.plain(cfg.steal.target) if cfg.steal.target else pretrain.stage_settings(cfg),
       "steal": steal.steal_settings(cfg),
-      "defense": {**defend.settings(cfg.defense), "shadow": _shadow_key(cfg)},
+      "defense": {**defenses.settings(cfg.defense), "shadow": _shadow_key(cfg)},
       "probe": {**probe.probe_settings(cfg.probe), "datasets": cfg.probe.datasets},
       "seed": cfg.seed})
 
@@ -159,7 +159,7 @@ def train_stacks(config, workdir: str, todo: list) -> None:
   """Trains the steal stages of the unfinished cells' configs ``todo`` in stacks (cells of
   one ``steal.stack_group``, at most ``sweep.max_stack`` each) before the cells run; each
   cell then finds its steal stage finished."""
-  from stolen_jax import steal
+  from stolen_jax import defenses, steal
   groups: dict = {}
   for cfg in todo:
     key = steal.stack_group(cfg)
@@ -178,7 +178,7 @@ def train_stacks(config, workdir: str, todo: list) -> None:
       c.steal.target = target_path
     target = steal.open_target(target_path, mesh, cfgs[0].steal.query_batch_size,
                                 cfgs[0].steal.get("max_weights_gb"))
-    defense = steal.build_defense(cfgs[0], workdir, target, mesh)
+    defense = defenses.build(cfgs[0], workdir, target, mesh)
     for start in range(0, len(cfgs), max_stack):
       chunk = cfgs[start:start + max_stack]
       console.stage_line("sweep", f"training {len(chunk)} steals as one stacked program "
@@ -191,7 +191,7 @@ def remote_tasks(config, workdir: str, every: list) -> list:
   """The tasks of a remote executor: [(group, stacked)], one cell each, or — with stacking
   on — cells of one stack group (at most ``sweep.max_stack``) in one task that trains their
   steals as one program first."""
-  from stolen_jax import steal
+  from stolen_jax import defenses, steal
   logs = os.path.join(workdir, "sweep_logs")
   items = [(i, (cfg, overrides, seed, path, os.path.join(logs, os.path.basename(path)[:-5] + ".log")))
            for i, (overrides, seed, cfg, path, record) in enumerate(every) if record is None]

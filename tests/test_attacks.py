@@ -254,11 +254,11 @@ def test_attacks_x_defenses_table_runs_at_tiny_size(tmp_path):
 
 
 def test_b4b_answers_each_account_apart(tiny_target):
-  from stolen_jax import defend, eaas, parallel
+  from stolen_jax import defenses, eaas, parallel
   target = steal.open_target(tiny_target, parallel.make_mesh())
   config = defaults.defense_block()
   config.name, config.b4b.bits, config.b4b.saturation = "b4b", 6, 0.5
-  defense = defend.make(config, target.meta["feature_dim"])
+  defense = defenses.make(config, target.meta["feature_dim"])
   images = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
   attacker = eaas.QueryService(target.features_fn, defense=defense)
   customer = eaas.QueryService(target.features_fn, defense=defense, account="customer")
@@ -267,7 +267,7 @@ def test_b4b_answers_each_account_apart(tiny_target):
   first = customer.query(images[:1])
   # The attacker's history does not reach the customer: its first answer is the one a fresh
   # service gives a first query, while the attacker's later answers carry more noise.
-  fresh = eaas.QueryService(target.features_fn, defense=defend.make(config, target.meta["feature_dim"]),
+  fresh = eaas.QueryService(target.features_fn, defense=defenses.make(config, target.meta["feature_dim"]),
                             account="customer").query(images[:1])
   np.testing.assert_array_equal(first, fresh)
   err = lambda a, b: float(np.mean(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))

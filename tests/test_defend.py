@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_pretrain_block, tiny_steal_config
-from stolen_jax import defaults, defend, eaas, jobs, pipeline
+from stolen_jax import defaults, defenses, eaas, jobs, pipeline
 from stolen_jax.errors import ConfigError, DataError
 
 
@@ -25,7 +25,7 @@ def _cfg(**kw):
 
 def test_topk_keeps_exactly_k_largest_magnitudes():
   f = _features()
-  out = np.asarray(defend.topk(jnp.asarray(f), 5))
+  out = np.asarray(defenses.topk.topk(jnp.asarray(f), 5))
   assert np.all((out != 0).sum(1) == 5)
   for row, orig in zip(out, f):
     kept = np.flatnonzero(row)
@@ -37,10 +37,10 @@ def test_rounding_is_exact():
   f = _features() * 3
   images = np.zeros((len(f), 2, 2, 3), np.uint8)
   for m in (0, 1, 2, 3):
-    np.testing.assert_array_equal(np.asarray(defend.round_features(jnp.asarray(f), m)),
+    np.testing.assert_array_equal(np.asarray(defenses.rounding.round_features(jnp.asarray(f), m)),
                                   np.round(f, m))
     # As the service applies it (jitted).
-    np.testing.assert_array_equal(defend.make(_cfg(name="round", decimals=m))(f, images),
+    np.testing.assert_array_equal(defenses.make(_cfg(name="round", decimals=m))(f, images),
                                   np.round(f, m))
 
 
@@ -51,12 +51,12 @@ def test_poison_respects_the_bound_and_beats_zero_and_random(norm, normalize):
   eps = 0.5 if norm == "l2" else 0.05
   keys = jax.random.split(jax.random.PRNGKey(0), len(target))
   kw = dict(distance="l2", lambda_=20.0, normalize=normalize)
-  delta = defend.poison_perturbation(jnp.asarray(target), jnp.asarray(clean), jnp.asarray(aug),
+  delta = defenses.poison.poison_perturbation(jnp.asarray(target), jnp.asarray(clean), jnp.asarray(aug),
                                      keys, epsilon=eps, norm=norm, steps=20, step_size=0.0, **kw)
   delta = np.asarray(delta)
   size = np.linalg.norm(delta, axis=1) if norm == "l2" else np.abs(delta).max(1)
   assert np.all(size <= eps * (1 + 1e-5))
-  objective = lambda d: np.asarray(defend.poison_objective(jnp.asarray(d), target, clean, aug, **kw))
+  objective = lambda d: np.asarray(defenses.poison.poison_objective(jnp.asarray(d), target, clean, aug, **kw))
   rng = np.random.default_rng(3)
   rand = rng.normal(size=delta.shape) if norm == "l2" else np.sign(rng.normal(size=delta.shape))
   rand = rand / np.linalg.norm(rand, axis=1, keepdims=True) * eps if norm == "l2" else rand * eps
@@ -67,7 +67,7 @@ def test_poison_respects_the_bound_and_beats_zero_and_random(norm, normalize):
 
 def test_noise_is_deterministic_per_image_and_batch_independent():
   images = np.random.default_rng(0).integers(0, 255, (6, 4, 4, 3), dtype=np.uint8)
-  d = defend.make(_cfg(name="noise", scale=0.5))
+  d = defenses.make(_cfg(name="noise", scale=0.5))
   f = _features(6, 8)
   whole = d(f, images)
   parts = np.concatenate([d(f[:2], images[:2]), d(f[2:], images[2:])])
@@ -85,7 +85,7 @@ def test_noise_is_deterministic_per_image_and_batch_independent():
 ])
 def test_bad_defense_parameters_are_one_error(kw, message):
   with pytest.raises(ConfigError, match=message):
-    defend.validate(_cfg(**kw), feature_dim=64)
+    defenses.validate(_cfg(**kw), feature_dim=64)
 
 
 def test_bad_defense_fails_before_any_stage(tmp_path):
@@ -160,7 +160,7 @@ def test_one_shadow_serves_every_surrogate_and_an_older_key_is_reused(tmp_path):
   finished shadow whose older key also held the surrogate settings is reused, not retrained;
   the poisoned answers are keyed by the shadow they came from."""
   from stolen_jax import stages
-  from stolen_jax.steal import shadow as shadow_lib
+  from stolen_jax.defenses import shadow as shadow_lib
   config = _tiny_pipeline(name="poison", epsilon=0.05, norm="linf", steps=2)
   pipeline.run(config, str(tmp_path))
   (first,) = list((tmp_path / "shadow").iterdir())
@@ -196,4 +196,4 @@ def test_shadow_block_values_are_checked():
     config = _tiny_pipeline(name="poison")
     config.defense.shadow[key] = value
     with pytest.raises(ConfigError, match=f"defense.shadow.{key}"):
-      defend.validate(config.defense)
+      defenses.validate(config.defense)

@@ -199,7 +199,7 @@ def test_steal_through_http_pays_d_and_matches_in_process(tiny_target, tmp_path)
 
 
 def test_b4b_noise_grows_with_coverage_and_stays_small_for_a_narrow_customer():
-  from stolen_jax.eaas.b4b import B4B, B4BConfig
+  from stolen_jax.defenses.b4b import B4B, B4BConfig
   rng = np.random.default_rng(0)
   b4b = B4B(16, B4BConfig(bits=8, scale=1.0, saturation=0.5))
   center = rng.normal(size=16).astype(np.float32) * 5

@@ -168,7 +168,7 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
              burst_s: float = 1.0, max_concurrent_decodes: int = 2):
   """The FastAPI application serving ``features_fn`` (uint8 NHWC -> true features) through
   ``defense`` (features, images) -> answers, metered by ``ledger``; ``b4b`` (an
-  ``eaas.b4b.B4B``) adds per-account noise that grows with the account's coverage.
+  ``defenses.b4b.B4B``) adds per-account noise that grows with the account's coverage.
   Limits (``eaas.upload``): body bytes, images per request, declared pixels per image and
   per request; an account limited to r images/s may send at most ``r * burst_s`` images at
   once (its bucket persists in the ledger)."""

@@ -13,11 +13,11 @@ from absl import logging
 
 from stolen_jax import attacks, eaas, parallel, pretrain, stages, targets
 from stolen_jax import augment as augment_lib
-from stolen_jax import defend
+from stolen_jax import defenses
 from stolen_jax.data import sources
 from stolen_jax.steal.settings import (attack_of, load_surrogate, query_views, steal_settings,
                                            validate_for_run)
-from stolen_jax.steal.shadow import build_defense
+
 from stolen_jax.targets import Target
 
 
@@ -43,7 +43,7 @@ class Opened:
   """A steal's stages opened (nothing queried or trained yet)."""
   cfg: object
   target: Target
-  defense: defend.Defense
+  defense: defenses.Defense
   http: object
   surrogate: sources.ImageSet
   cache_key: dict
@@ -72,7 +72,7 @@ def open_steal(config, workdir: str, mesh, target: Optional[Target], defense) ->
     target, defense, http = open_remote(cfg)
   target = target or open_target(cfg.target, mesh, cfg.query_batch_size,
                                 cfg.get("max_weights_gb"))
-  defense = defense or build_defense(config, workdir, target, mesh)
+  defense = defense or defenses.build(config, workdir, target, mesh)
   surrogate = load_surrogate(cfg, target.meta, config.seed)
   check_plan(cfg, len(surrogate))
   images_fp = eaas.cache.fingerprint(surrogate.images)

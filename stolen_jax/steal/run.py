@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from stolen_jax import defend, features, losses, parallel, pretrain, targets
+from stolen_jax import defenses, features, losses, parallel, pretrain, targets
 from stolen_jax.data import sources
 from stolen_jax.steal import query as query_lib
 from stolen_jax.steal.settings import attack_settings
@@ -19,7 +19,7 @@ from stolen_jax.targets import Target
 
 
 def run(config, workdir: str, mesh=None, target: Optional[Target] = None,
-        defense: Optional[defend.Defense] = None) -> dict:
+        defense: Optional[defenses.Defense] = None) -> dict:
   """``job='steal'``: the query stage (``workdir/query/<key>``, keyed by the target's
   fingerprint, the surrogate images and the defense) then training (``workdir/steal/<key>``,
   keyed by the attack's settings and the query stage). A finished stage with the same key is

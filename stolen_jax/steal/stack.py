@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from stolen_jax import checkpoint, defend, losses, metrics, parallel, pretrain, stages, train_lib
+from stolen_jax import checkpoint, defenses, losses, metrics, parallel, pretrain, stages, train_lib
 from stolen_jax.errors import ConfigError, choose
 from stolen_jax.steal import query as query_lib
 from stolen_jax.steal.run import finish, train_alone
@@ -88,7 +88,7 @@ def stack_group(config) -> Optional[str]:
 
 
 def run_stack(configs, workdir: str, mesh=None, target: Optional[Target] = None,
-              defense: Optional[defend.Defense] = None) -> list[dict]:
+              defense: Optional[defenses.Defense] = None) -> list[dict]:
   """The steal stages of ``configs`` (one ``stack_group``: they differ only in λ and d)
   trained as one stacked program (``make_stacked_trainer``), then written as if each had
   been trained alone: its own ``steal/<key>`` with checkpoint and summary, so every later

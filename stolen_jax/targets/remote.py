@@ -2,7 +2,7 @@
 
 import os
 
-from stolen_jax import defend
+from stolen_jax import defenses
 from stolen_jax.errors import ConfigError
 from stolen_jax.targets import Target, kind
 
@@ -22,6 +22,6 @@ def open_remote(cfg):
     raise ConfigError(f"the API serves {meta.get('image_size')}-px images; set "
                       f"steal.image_size={meta.get('image_size')}")
   server_defense = meta.get("defense") or {"name": "none"}
-  defense = defend.Defense(server_defense.get("name", "none"), server_defense, lambda f, im: f)
+  defense = defenses.Defense(server_defense.get("name", "none"), server_defense, lambda f, im: f)
   target = Target({**meta, "fingerprint": meta.get("fingerprint", cfg.target)}, None)
   return target, defense, service

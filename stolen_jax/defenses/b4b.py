@@ -19,6 +19,9 @@ import threading
 
 import numpy as np
 
+from stolen_jax.defenses.base import Defense, Kind
+from stolen_jax.errors import ConfigError
+
 
 @dataclasses.dataclass
 class B4BConfig:
@@ -66,3 +69,33 @@ class B4B:
                                             digest_size=8).digest(), "little")
       out[i] = f + std * np.random.default_rng(seed).normal(size=f.shape).astype(np.float32)
     return out
+
+
+def _settings(cfg) -> dict:
+  b = cfg.b4b
+  return {"name": "b4b", "bits": int(b.bits), "scale": float(b.scale),
+          "saturation": float(b.saturation), "power": float(b.power), "seed": int(cfg.seed)}
+
+
+def _validate(cfg, feature_dim=None) -> None:
+  b = cfg.b4b
+  if not isinstance(b.bits, int) or not 1 <= b.bits <= 24:
+    raise ConfigError(f"defense.b4b.bits={b.bits!r} must be an integer in [1, 24]")
+  for key in ("scale", "saturation", "power"):
+    if not np.isfinite(b[key]) or b[key] < 0 or (key == "saturation" and b[key] == 0):
+      raise ConfigError(f"defense.b4b.{key}={b[key]} must be a finite number "
+                        f"{'> 0' if key == 'saturation' else '>= 0'}")
+
+
+def _make(s: dict, feature_dim=None, context=None) -> Defense:
+  if feature_dim is None:
+    raise ConfigError("defense 'b4b' needs the target's feature dimension")
+  tracker = B4B(feature_dim, B4BConfig(bits=s["bits"], scale=s["scale"],
+                                       saturation=s["saturation"], power=s["power"],
+                                       seed=s["seed"]))
+  return Defense("b4b", s, lambda f, images, account: tracker(account, f, images),
+                 per_account=True)
+
+
+KIND = Kind("b4b", "Dubiński et al., Bucks for Buckets, NeurIPS 2023", _settings, _validate,
+            _make)

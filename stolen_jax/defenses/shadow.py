@@ -1,5 +1,9 @@
-"""The provider's side of a steal: its defense, and for feature poisoning (§VII-C) the
-shadow stolen encoder it trains once to anticipate the attacker."""
+"""The provider's shadow stolen encoder for feature poisoning (§VII-C): Algorithm 1 on the
+provider's own data with the attacker's settings, trained once as its own keyed stage to
+anticipate the attacker (``defenses.poison`` perturbs the answers away from it).
+
+It imports the attacker's trainer (the provider runs the same algorithm), so the registry
+imports this module only when a poisoning defense is built."""
 
 import time
 
@@ -7,7 +11,7 @@ import jax
 from absl import logging
 
 from stolen_jax import augment as augment_lib
-from stolen_jax import defend, features, pretrain, stages
+from stolen_jax import features, pretrain, stages
 from stolen_jax.data import sources
 from stolen_jax.errors import ConfigError
 from stolen_jax.steal.settings import stolenencoder_settings
@@ -43,7 +47,7 @@ def shadow_settings(attacker, dataset: str, split: str, num, seed: int) -> dict:
 def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
   """The provider's shadow stolen encoder f'_s for feature poisoning (§VII-C): Algorithm 1
   on the provider's own pretraining data with the attacker's settings, trained once (its own
-  keyed stage) and reused. Returns what ``defend.make`` needs."""
+  keyed stage) and reused. Returns what ``defenses.poison`` needs."""
   cfg = config.steal
   shadow_cfg = config.defense.shadow
   pre = config.get("pretrain")
@@ -79,17 +83,6 @@ def train_shadow(config, workdir: str, target: Target, mesh) -> dict:
           "augment": jax.jit(augment.per_key), "distance": cfg.distance,
           "lambda_": float(cfg.lambda_), "normalize": bool(cfg.normalize_features),
           "stage_dir": stage.dir, "stage_key": stage.key}
-
-
-def build_defense(config, workdir: str, target: Target, mesh) -> defend.Defense:
-  """The provider's defense of ``config.defense`` for this target (poison: with its shadow
-  encoder, trained here if not yet)."""
-  dcfg = config.get("defense")
-  defend.validate(dcfg, target.meta.get("feature_dim"))
-  shadow = None
-  if dcfg is not None and dcfg.name == "poison":
-    shadow = train_shadow(config, workdir, target, mesh)
-  return defend.make(dcfg, target.meta.get("feature_dim"), shadow)
 
 
 def _train_shadow(stage, attacker, target, dataset, split, num, shadow_cfg, config, mesh):
