@@ -57,7 +57,7 @@ MEANINGS = {
     "compilation_cache": "keep XLA's compiled programs on disk between runs",
     "strict_stages": "a stage whose settings differ from one in the workdir is an error, not a "
                      "new stage directory",
-    "defense.name": "the provider's defense: none, topk, round, noise, poison, b4b, or "
+    "defense.name": "the provider's defense: none, topk, round, noise, poison, b4b, answer_watermark, or "
                     "callable:MODULE:FUNCTION (your own (features, images) -> answers)",
     "defense.k": "topk: how many largest features are kept (the rest set to 0)",
     "defense.decimals": "round: decimals the answers are rounded to",
@@ -79,6 +79,11 @@ MEANINGS = {
     "defense.b4b.scale": "b4b: noise scale at full coverage",
     "defense.b4b.saturation": "b4b: coverage at which the noise saturates",
     "defense.b4b.power": "b4b: exponent of the noise's growth with coverage",
+    "defense.watermark.seed": "answer_watermark: the provider's secret key (pattern and direction)",
+    "defense.watermark.strength": "answer_watermark: the largest pull toward the secret direction",
+    "defense.watermark.low": "answer_watermark: trigger correlation where the pull starts",
+    "defense.watermark.high": "answer_watermark: trigger correlation where the pull is full",
+    "defense.watermark.grid": "answer_watermark: resolution of the secret trigger pattern",
     # pretrain.
     "pretrain.method": "simclr or moco",
     "pretrain.dataset": "the target's pretraining set (tfds:NAME, npz:PATH, folder:PATH, "
@@ -170,6 +175,30 @@ MEANINGS = {
     "prepare.max_test": "a seeded subset of the test split (None: all)",
     "prepare.image_size": "resize to this side (None: as published)",
     "prepare.seed": "seed of the subsets",
+    # verify.
+    "verify.victim": "the provider's encoder (any steal.target spec)",
+    "verify.suspect": "the encoder suspected of being stolen (any steal.target spec; metered)",
+    "verify.methods": "auto (every method that applies) or dataset_inference,fidelity,"
+                      "answer_watermark",
+    "verify.alpha": "level of the test; the combined verdict corrects for several methods (Holm)",
+    "verify.private": "the victim's private training data (auto: what a victim trained here "
+                      "recorded)",
+    "verify.private_split": "split of verify.private",
+    "verify.private_num_examples": "a seeded subset of verify.private (None: all)",
+    "verify.public": "a held-out set of the victim's distribution (auto: verify.private's "
+                     "dataset)",
+    "verify.public_split": "split of verify.public",
+    "verify.num_samples": "images per set (private halves, public)",
+    "verify.watermark_samples": "public images stamped with the watermark trigger (and as "
+                                "controls)",
+    "verify.watermark_blend": "how strongly the verifier stamps the trigger pattern (0-1)",
+    "verify.permutations": "decoys/relabellings of the exact tests (smallest p = 1/(n+1))",
+    "verify.suspect_budget": "queries the suspect may be asked (None: no limit)",
+    "verify.seed": "seed of the data subsets, halves and decoys",
+    "verify.image_size": "image size when neither encoder declares one",
+    "verify.api_key": "the key of an HTTP suspect or victim (or STOLEN_JAX_API_KEY)",
+    "verify.dataset_inference.components": "dataset inference: GMM components (at most n/10)",
+    "verify.dataset_inference.reg_covar": "dataset inference: GMM covariance regulariser",
     # sweep.
     "sweep.axes": "the grid: 'steal.lambda_=0,1,20; steal.distance=l2,cosine'",
     "sweep.mode": "product or zip of the axes",
@@ -200,7 +229,7 @@ def blocks() -> dict:
   return {"": defaults.base_config("pipeline"), "pretrain": defaults.pretrain_block(),
           "steal": defaults.steal_block(), "probe": defaults.probe_block(),
           "serve": defaults.serve_block(), "prepare": defaults.prepare_block(),
-          "sweep": sweep.sweep_block()}
+          "verify": defaults.verify_block(), "sweep": sweep.sweep_block()}
 
 
 def keys(block) -> list[tuple[str, object]]:

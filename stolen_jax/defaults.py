@@ -54,11 +54,15 @@ def defense_block() -> ml_collections.ConfigDict:
   trained on ``shadow.dataset`` — default: the target's pretraining set — with the
   attacker's steal settings, for ``shadow.epochs`` at ``shadow.batch_size`` (defaults: the
   attacker's)), ``b4b`` (per-account noise growing with coverage: ``b4b.bits``, ``scale``,
-  ``saturation``, ``power``)."""
+  ``saturation``, ``power``), ``answer_watermark`` (a secret trigger pattern pulls answers
+  toward a secret direction: ``watermark.seed`` (the key), ``strength``, ``low``/``high``
+  (trigger correlations), ``grid``)."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
       b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
+      watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.15, high=0.35,
+                                               grid=4)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
           num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int),
@@ -227,6 +231,24 @@ def serve_block() -> ml_collections.ConfigDict:
       # B4B: per-account noise growing with the account's coverage of the embedding space.
       b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
                                          power=1.0, seed=0))))
+
+
+def verify_block() -> ml_collections.ConfigDict:
+  """``job='verify'``: is ``suspect`` stolen from ``victim`` (any target specs)? The victim's
+  private training data (``private``: 'auto' reads what a victim trained here recorded) and a
+  public held-out set of its distribution (``public``: 'auto' = the private dataset's
+  ``public_split``); ``methods`` ('auto': every one that applies) at level ``alpha``;
+  ``num_samples`` images per set, ``watermark_samples`` for the watermark tests; the suspect
+  answers within ``suspect_budget`` queries (None: no limit)."""
+  return ml_collections.ConfigDict(dict(
+      victim=config_dict.placeholder(str), suspect=config_dict.placeholder(str),
+      methods="auto", alpha=0.01, private="auto", private_split="train",
+      private_num_examples=config_dict.placeholder(object), public="auto", public_split="test",
+      num_samples=1000, watermark_samples=200, watermark_blend=0.5, permutations=9999,
+      suspect_budget=config_dict.placeholder(int), seed=0, batch_size=512, image_size=32,
+      data_dir=config_dict.placeholder(str), api_key=config_dict.placeholder(str),
+      max_weights_gb=4.0,
+      dataset_inference=ml_collections.ConfigDict(dict(components=50, reg_covar=1e-4))))
 
 
 def prepare_block() -> ml_collections.ConfigDict:

@@ -78,13 +78,18 @@ def _serve(config, workdir):
   return serve.run(config, workdir)
 
 
+def _verify(config, workdir):
+  from stolen_jax.verify import job
+  return job.run(config, workdir)
+
+
 def _prepare(config, workdir):
   from stolen_jax.data import prepare
   return prepare.run(config, workdir)
 
 
 JOBS = {"prepare": _prepare, "pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
-        "sweep": _sweep, "serve": _serve}
+        "sweep": _sweep, "serve": _serve, "verify": _verify}
 
 
 def _uses(config, block: str) -> bool:
@@ -144,6 +149,9 @@ def validate(config) -> None:
       from stolen_jax.errors import ConfigError
       raise ConfigError("job 'prepare' needs a config.prepare block (configs/prepare.py)")
     choose("prepare.format", config.prepare.format, prepare.FORMATS)
+  if config.job == "verify":
+    from stolen_jax.verify import job
+    job.validate(config)
   if config.job == "serve":
     from stolen_jax import serve
     if config.get("serve") is None:

@@ -13,6 +13,9 @@ trained and tested using the perturbed feature vectors"):
              encoder (``shadow``: its own keyed stage, trained on the provider's data);
 * ``b4b``    (``b4b``) Bucks for Buckets: per-account noise growing with the share of the
              embedding space the account's queries have covered;
+* ``answer_watermark`` (``answer_watermark``) answers to images that correlate with a secret
+             pattern pulled toward a secret direction (EmbMarker-style), so that theft can
+             be proven later (``stolen_jax.verify``);
 * ``callable:MODULE:FUNCTION`` (``user``) the provider's own function.
 
 Every defense is a function of (features, images) whose randomness comes from each image's
@@ -23,14 +26,14 @@ with a ``KIND`` and a line in ``REGISTRY``.
 
 from typing import Optional
 
-from stolen_jax.defenses import b4b, noise, poison, rounding, topk, user
+from stolen_jax.defenses import answer_watermark, b4b, noise, poison, rounding, topk, user
 from stolen_jax.defenses.base import Defense, Kind, image_keys, no_check
 from stolen_jax.errors import ConfigError, choose
 
 NONE = Kind("none", "no defense", lambda cfg: {"name": "none"}, no_check,
             lambda s, feature_dim=None, context=None: Defense("none", s, lambda f, images: f))
 REGISTRY: dict[str, Kind] = {k.name: k for k in (
-    NONE, topk.KIND, rounding.KIND, noise.KIND, poison.KIND, b4b.KIND)}
+    NONE, topk.KIND, rounding.KIND, noise.KIND, poison.KIND, b4b.KIND, answer_watermark.KIND)}
 DEFENSES = tuple(REGISTRY)
 
 
