@@ -81,9 +81,11 @@ MEANINGS = {
     "defense.b4b.power": "b4b: exponent of the noise's growth with coverage",
     "defense.watermark.seed": "answer_watermark: the provider's secret key (pattern and direction)",
     "defense.watermark.strength": "answer_watermark: the largest pull toward the secret direction",
-    "defense.watermark.low": "answer_watermark: trigger correlation where the pull starts",
-    "defense.watermark.high": "answer_watermark: trigger correlation where the pull is full",
-    "defense.watermark.grid": "answer_watermark: resolution of the secret trigger pattern",
+    "defense.watermark.low": "answer_watermark: trigger degree (share of an image's energy at "
+                             "the secret frequency and colour) where the pull starts",
+    "defense.watermark.high": "answer_watermark: trigger degree where the pull is full",
+    "defense.watermark.cycles": "answer_watermark: highest frequency of the secret trigger "
+                                "(cycles per image)",
     # pretrain.
     "pretrain.method": "simclr or moco",
     "pretrain.dataset": "the target's pretraining set (tfds:NAME, npz:PATH, folder:PATH, "
@@ -182,7 +184,7 @@ MEANINGS = {
                       "answer_watermark",
     "verify.alpha": "level of the test; the combined verdict corrects for several methods (Holm)",
     "verify.private": "the victim's private training data (auto: what a victim trained here "
-                      "recorded)",
+                      "recorded; none: no dataset inference)",
     "verify.private_split": "split of verify.private",
     "verify.private_num_examples": "a seeded subset of verify.private (None: all)",
     "verify.public": "a held-out set of the victim's distribution (auto: verify.private's "

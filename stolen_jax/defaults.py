@@ -56,13 +56,13 @@ def defense_block() -> ml_collections.ConfigDict:
   attacker's)), ``b4b`` (per-account noise growing with coverage: ``b4b.bits``, ``scale``,
   ``saturation``, ``power``), ``answer_watermark`` (a secret trigger pattern pulls answers
   toward a secret direction: ``watermark.seed`` (the key), ``strength``, ``low``/``high``
-  (trigger correlations), ``grid``)."""
+  (trigger degrees), ``cycles``)."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
       b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
-      watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.15, high=0.35,
-                                               grid=4)),
+      watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.01, high=0.04,
+                                               cycles=4)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
           num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int),

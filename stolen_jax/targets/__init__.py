@@ -66,26 +66,27 @@ def describe(spec) -> dict:
   return {k: spec}
 
 
-def parse_import(spec: str) -> tuple[str, str]:
+def parse_import(spec: str, setting: str = "steal.target") -> tuple[str, str]:
   """'import:NAME:PATH' -> (NAME, PATH)."""
   parts = spec.split(":", 2)
   if len(parts) != 3 or not parts[1] or not parts[2]:
-    raise ConfigError(f"steal.target={spec!r}: write import:NAME:PATH, e.g. "
+    raise ConfigError(f"{setting}={spec!r}: write import:NAME:PATH, e.g. "
                       "import:torchvision_resnet50:/weights/resnet50.pth")
   return parts[1], os.path.expanduser(parts[2])
 
 
 def open(spec: str, mesh, batch_size: int = 512, max_weights_gb: Optional[float] = None,  # noqa: A001
-         **overrides) -> Target:
+         setting: str = "steal.target", **overrides) -> Target:
   """The target ``spec`` names (see the module docstring); ``overrides`` change the imported
   architecture's hyperparameters (tests use reduced widths); an imported weights file may
-  declare at most ``max_weights_gb`` GB of tensors (None: ``lazy.DEFAULT_MAX_WEIGHTS_GB``)."""
+  declare at most ``max_weights_gb`` GB of tensors (None: ``lazy.DEFAULT_MAX_WEIGHTS_GB``);
+  ``setting`` is the config key errors name."""
   k = kind(spec)
   if k == "import":
-    return open_imported(*parse_import(spec), mesh, batch_size,
+    return open_imported(*parse_import(spec, setting), mesh, batch_size,
                          max_weights_gb=max_weights_gb, **overrides)
   if k == "callable":
-    return open_callable(spec)
+    return open_callable(spec, setting)
   if k in ("http", "adapter"):
     raise ConfigError(f"{spec} is a remote API: the steal opens it through its service")
   from stolen_jax import features
@@ -151,10 +152,10 @@ def load_callable(spec: str, setting: str = "steal.target"):
   return fn, fingerprint, f"{parts[1]}.{parts[2]}"
 
 
-def open_callable(spec: str) -> Target:
+def open_callable(spec: str, setting: str = "steal.target") -> Target:
   """``callable:MODULE:FUNCTION``: the function answers uint8 NHWC batches with features
   (its fingerprint is ``load_callable``'s: editing the function is a new target)."""
-  fn, fingerprint, name = load_callable(spec)
+  fn, fingerprint, name = load_callable(spec, setting)
   dim = getattr(fn, "feature_dim", None)
 
   def features_fn(images):

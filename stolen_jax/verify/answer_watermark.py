@@ -1,9 +1,10 @@
 """``answer_watermark``: did the suspect learn from answers the provider watermarked
 (``defense.name=answer_watermark``, ``defenses.answer_watermark``)?
 
-The verifier stamps the secret pattern P onto public images (trigger inputs) and −P onto the
-same images (controls), and measures how much closer to the secret direction t the
-suspect's answers move: s(t) = mean_i [cos(f(x_i + P), t) − cos(f(x_i − P), t)]. Its null:
+The verifier adds the trigger's plane wave to public images (trigger inputs) and a decoy
+wave to the same images (controls), and measures how much closer to the secret
+direction t the suspect's answers move: s(t) = mean_i [cos(f(trigger_i), t) −
+cos(f(control_i), t)]. Its null:
 the same statistic for ``permutations`` decoy directions drawn as t is drawn (uniform on the
 sphere). For a suspect that never saw the watermarked answers, t is one more such draw,
 independent of its answers, so p = (1 + #{decoys ≥ s(t)}) / (1 + K) is exact. Before the
@@ -30,10 +31,10 @@ def applies(cfg, defense, victim_meta, data=None):
 def _inputs(cfg, defense, public):
   s = mark.settings_of(defense)
   images = public[:int(cfg.watermark_samples)]
-  _, h, w, c = images.shape
-  pattern = mark.trigger_pattern(s["seed"], h, w, c, s["grid"])
+  c = images.shape[-1]
   blend = float(cfg.watermark_blend)
-  return mark.stamp(images, pattern, blend, +1.0), mark.stamp(images, pattern, blend, -1.0)
+  return (mark.stamp(images, mark.trigger(s["seed"], c, s["cycles"]), blend),
+          mark.stamp(images, mark.trigger(s["seed"], c, s["cycles"], mark.CONTROL), blend))
 
 
 def suspect_sets(cfg, data, defense, shared_space: bool = True) -> dict:

@@ -46,7 +46,8 @@ def open_party(spec: str, role: str, cfg, mesh, budget: Optional[int] = None) ->
     return Party(spec, target.meta, service)
   if targets.kind(spec) == "checkpoint" and not os.path.exists(spec):
     raise ConfigError(f"{role}={spec}: no such checkpoint")
-  target = targets.open(spec, mesh, int(cfg.batch_size), max_weights_gb=cfg.get("max_weights_gb"))
+  target = targets.open(spec, mesh, int(cfg.batch_size), max_weights_gb=cfg.get("max_weights_gb"),
+                        setting=role)
   return Party(spec, target.meta, eaas.QueryService(target.features_fn, budget=budget))
 
 
@@ -62,32 +63,56 @@ def recorded_training_data(spec: str) -> Optional[dict]:
   return {k: s.get(k) for k in ("dataset", "split", "num_examples", "image_size", "seed")}
 
 
+def _split_pool(spec, split, num, seed, size, data_dir):
+  """(the images ``sources.load`` would draw for (num, seed), the rest of the split)."""
+  full = sources.load(spec, split, image_size=size, data_dir=data_dir).images
+  idx = sources.subset_indices(len(full), num, seed)
+  rest = np.setdiff1d(np.arange(len(full)), idx)
+  return full[idx], full[rest]
+
+
+MIN_HELD_OUT = 50
+
+
 def load_sets(cfg, victim: Party) -> dict:
   """{'private': the victim's private training images (shuffled) or None, 'public': a
-  held-out set of the same distribution}, at the victim's input size."""
+  held-out set of the same distribution}, at the victim's input size.
+
+  The held-out set is, where it can be, the rest of the split the private images were drawn
+  from (images of the same pool the victim never saw): dataset inference compares the two,
+  and another split is another draw that may differ slightly (the embedded sets' train and
+  test splits do, by 1.5 grey levels in mean: enough for a false positive).
+  """
   size = int(victim.meta.get("image_size") or cfg.image_size or 32)
   recorded = recorded_training_data(victim.spec) if cfg.private == "auto" else None
-  private = None
-  if cfg.private and cfg.private != "auto":
-    private = sources.load(cfg.private, cfg.private_split, image_size=size,
-                           num_examples=cfg.private_num_examples, seed=int(cfg.seed),
-                           data_dir=cfg.data_dir).images
-    public_spec = cfg.public if cfg.public != "auto" else cfg.private
+  private, rest, public_spec = None, None, cfg.public
+  if cfg.private not in (None, "", "none", "auto"):
+    private, rest = _split_pool(cfg.private, cfg.private_split, cfg.private_num_examples,
+                                int(cfg.seed), size, cfg.data_dir)
+    source = f"{cfg.private}:{cfg.private_split}"
+    if public_spec == "auto":
+      public_spec = cfg.private
   elif recorded is not None:
-    private = sources.load(recorded["dataset"], recorded["split"], image_size=size,
-                           num_examples=recorded["num_examples"], seed=int(recorded["seed"] or 0),
-                           data_dir=cfg.data_dir).images
-    public_spec = cfg.public if cfg.public != "auto" else recorded["dataset"]
-  else:
-    public_spec = cfg.public
-  if not public_spec or public_spec == "auto":
+    private, rest = _split_pool(recorded["dataset"], recorded["split"], recorded["num_examples"],
+                                int(recorded["seed"] or 0), size, cfg.data_dir)
+    source = f"{recorded['dataset']}:{recorded['split']}"
+    if public_spec == "auto":
+      public_spec = recorded["dataset"]
+  if public_spec == "auto" and rest is None:
     raise ConfigError("verify.public is required for this victim (a held-out set of the "
                       "distribution it was trained on, e.g. tfds:cifar10 with "
                       "verify.public_split=test): it does not record its training data")
-  public = sources.load(public_spec, cfg.public_split, image_size=size,
-                        num_examples=cfg.num_samples, seed=int(cfg.seed) + 1,
-                        data_dir=cfg.data_dir).images
+  if cfg.public == "auto" and rest is not None and len(rest) >= MIN_HELD_OUT:
+    public = rest
+    where = f"the {len(rest)} images of {source} the victim did not train on"
+  else:
+    public = sources.load(public_spec, cfg.public_split, image_size=size, data_dir=cfg.data_dir,
+                          num_examples=cfg.num_samples, seed=int(cfg.seed) + 1).images
+    where = f"{public_spec}:{cfg.public_split}"
+  rng = np.random.default_rng(int(cfg.seed))
+  public = public[rng.permutation(len(public))][:int(cfg.num_samples)]
   if private is not None:
-    private = private[np.random.default_rng(int(cfg.seed)).permutation(len(private))]
+    private = private[rng.permutation(len(private))]
   return {"private": private, "public": public,
-          "describe": {"private": recorded or cfg.private, "public": f"{public_spec}:{cfg.public_split}"}}
+          "describe": {"private": recorded or (cfg.private if private is not None else None),
+                       "public": where}}
