@@ -81,11 +81,9 @@ MEANINGS = {
     "defense.b4b.power": "b4b: exponent of the noise's growth with coverage",
     "defense.watermark.seed": "answer_watermark: the provider's secret key (pattern and direction)",
     "defense.watermark.strength": "answer_watermark: the largest pull toward the secret direction",
-    "defense.watermark.low": "answer_watermark: trigger degree (share of an image's energy at "
-                             "the secret frequency and colour) where the pull starts",
+    "defense.watermark.low": "answer_watermark: trigger degree (how far an image's mean colour "
+                             "leans toward the secret colour) where the pull starts",
     "defense.watermark.high": "answer_watermark: trigger degree where the pull is full",
-    "defense.watermark.cycles": "answer_watermark: highest frequency of the secret trigger "
-                                "(cycles per image)",
     # pretrain.
     "pretrain.method": "simclr or moco",
     "pretrain.dataset": "the target's pretraining set (tfds:NAME, npz:PATH, folder:PATH, "
@@ -193,14 +191,33 @@ MEANINGS = {
     "verify.num_samples": "images per set (private halves, public)",
     "verify.watermark_samples": "public images stamped with the watermark trigger (and as "
                                 "controls)",
-    "verify.watermark_blend": "how strongly the verifier stamps the trigger pattern (0-1)",
+    "verify.watermark_tint": "how far the verifier tints public images toward (and away from) "
+                             "the trigger colour (0-1)",
     "verify.permutations": "decoys/relabellings of the exact tests (smallest p = 1/(n+1))",
     "verify.suspect_budget": "queries the suspect may be asked (None: no limit)",
     "verify.seed": "seed of the data subsets, halves and decoys",
     "verify.image_size": "image size when neither encoder declares one",
     "verify.api_key": "the key of an HTTP suspect or victim (or STOLEN_JAX_API_KEY)",
+    "verify.enabled": "in a pipeline or sweep: verify each cell's stolen encoder against its target",
+    "verify.innocents": "in a pipeline: innocent encoders verified too ('simclr:seed=101,"
+                        "dataset=embedded:textures; moco:seed=102; attacker_pretrain')",
+    "verify.watermark_seed": "encoder_watermark: the key the victim was watermarked with",
     "verify.dataset_inference.components": "dataset inference: GMM components (at most n/10)",
     "verify.dataset_inference.reg_covar": "dataset inference: GMM covariance regulariser",
+    # watermark.
+    "watermark.victim": "the encoder checkpoint to watermark",
+    "watermark.seed": "the secret key (the stage records only its hash)",
+    "watermark.strength": "the largest pull toward the secret direction",
+    "watermark.low": "trigger degree where the pull starts",
+    "watermark.high": "trigger degree where the pull is full",
+    "watermark.tint": "how far the stamped training copies are tinted (0-1)",
+    "watermark.stamped_share": "share of the data tinted toward the trigger colour (as many "
+                              "away from it)",
+    "watermark.lr": "fine-tuning learning rate (Adam)",
+    "watermark.dataset": "the victim's training data when it records none",
+    "watermark.split": "split of watermark.dataset",
+    "watermark.num_examples": "a seeded subset of watermark.dataset",
+    "watermark.data_seed": "seed of that subset",
     # sweep.
     "sweep.axes": "the grid: 'steal.lambda_=0,1,20; steal.distance=l2,cosine'",
     "sweep.mode": "product or zip of the axes",
@@ -231,7 +248,8 @@ def blocks() -> dict:
   return {"": defaults.base_config("pipeline"), "pretrain": defaults.pretrain_block(),
           "steal": defaults.steal_block(), "probe": defaults.probe_block(),
           "serve": defaults.serve_block(), "prepare": defaults.prepare_block(),
-          "verify": defaults.verify_block(), "sweep": sweep.sweep_block()}
+          "verify": defaults.verify_block(), "watermark": defaults.watermark_block(),
+          "sweep": sweep.sweep_block()}
 
 
 def keys(block) -> list[tuple[str, object]]:

@@ -56,13 +56,12 @@ def defense_block() -> ml_collections.ConfigDict:
   attacker's)), ``b4b`` (per-account noise growing with coverage: ``b4b.bits``, ``scale``,
   ``saturation``, ``power``), ``answer_watermark`` (a secret trigger pattern pulls answers
   toward a secret direction: ``watermark.seed`` (the key), ``strength``, ``low``/``high``
-  (trigger degrees), ``cycles``)."""
+  (how far an image's mean colour leans toward the secret trigger colour))."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
       b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
-      watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.01, high=0.04,
-                                               cycles=4)),
+      watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.05, high=0.15)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
           num_examples=config_dict.placeholder(object), epochs=config_dict.placeholder(int),
@@ -244,11 +243,27 @@ def verify_block() -> ml_collections.ConfigDict:
       victim=config_dict.placeholder(str), suspect=config_dict.placeholder(str),
       methods="auto", alpha=0.01, private="auto", private_split="train",
       private_num_examples=config_dict.placeholder(object), public="auto", public_split="test",
-      num_samples=1000, watermark_samples=200, watermark_blend=0.5, permutations=9999,
+      num_samples=1000, watermark_samples=200, watermark_tint=0.25, permutations=9999,
       suspect_budget=config_dict.placeholder(int), seed=0, batch_size=512, image_size=32,
       data_dir=config_dict.placeholder(str), api_key=config_dict.placeholder(str),
-      max_weights_gb=4.0,
+      max_weights_gb=4.0, watermark_seed=config_dict.placeholder(int),
+      # In a pipeline (configs/paper/verification.py): verify each cell's stolen encoder and
+      # the innocents (verify.study.parse_innocents) against its target.
+      enabled=False, innocents="",
       dataset_inference=ml_collections.ConfigDict(dict(components=50, reg_covar=1e-4))))
+
+
+def watermark_block() -> ml_collections.ConfigDict:
+  """``job='watermark'``: fine-tune ``victim`` to carry a secret watermark task (key
+  ``seed``; the answer watermark's ``strength``, ``low``, ``high``) on its private data
+  (recorded, or ``dataset``), with ``stamped_share`` of it tinted by ``tint`` toward the
+  trigger colour (and as many away from it)."""
+  return ml_collections.ConfigDict(dict(
+      victim=config_dict.placeholder(str), seed=0, strength=0.5, low=0.05, high=0.15,
+      tint=0.25, stamped_share=0.25, epochs=10, batch_size=128, lr=1e-4,
+      dataset=config_dict.placeholder(str), split="train",
+      num_examples=config_dict.placeholder(object), data_seed=0,
+      data_dir=config_dict.placeholder(str)))
 
 
 def prepare_block() -> ml_collections.ConfigDict:

@@ -91,7 +91,8 @@ def run_cell(cfg, workdir: str, overrides: dict, seed: int, path: str,
       raise
     record = {"overrides": overrides, "seed": seed, "rows": out["rows"],
               "stage_times": out["stage_times"], "settings": out["settings"],
-              "context": out["context"], "seconds": round(time.perf_counter() - t0, 1)}
+              "context": out["context"], "seconds": round(time.perf_counter() - t0, 1),
+              **({"verification": out["verification"]} if "verification" in out else {})}
     stages.write_json_atomic(path, record, indent=2)
   return record
 

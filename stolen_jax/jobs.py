@@ -83,13 +83,19 @@ def _verify(config, workdir):
   return job.run(config, workdir)
 
 
+def _watermark(config, workdir):
+  from stolen_jax.verify import embed
+  return embed.run(config, workdir)
+
+
 def _prepare(config, workdir):
   from stolen_jax.data import prepare
   return prepare.run(config, workdir)
 
 
 JOBS = {"prepare": _prepare, "pretrain": _pretrain, "steal": _steal, "probe": _probe, "pipeline": _pipeline,
-        "sweep": _sweep, "serve": _serve, "verify": _verify}
+        "sweep": _sweep, "serve": _serve, "verify": _verify,
+        "watermark": _watermark}
 
 
 def _uses(config, block: str) -> bool:
@@ -152,6 +158,12 @@ def validate(config) -> None:
   if config.job == "verify":
     from stolen_jax.verify import job
     job.validate(config)
+  if config.job == "watermark":
+    from stolen_jax.verify import embed
+    if config.get("watermark") is None:
+      from stolen_jax.errors import ConfigError
+      raise ConfigError("job 'watermark' needs a config.watermark block (configs/watermark.py)")
+    embed.validate(config.watermark)
   if config.job == "serve":
     from stolen_jax import serve
     if config.get("serve") is None:

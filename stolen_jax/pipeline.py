@@ -173,6 +173,13 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
   }
   if steal_summary.get("failed"):
     context["failed"] = steal_summary["failed"]
+  verification = None
+  if config.get("verify") is not None and config.verify.get("enabled"):
+    from stolen_jax.verify import study
+    t0 = time.perf_counter()
+    verification = study.verify_cell(config, workdir, target_path, steal_summary["stage_dir"],
+                                      target, mesh)
+    times["verify"] = _seconds(t0)
   md = report.markdown(rows, settings, times, context)
   if write_report:
     report.write(workdir, rows, settings, times, context)
@@ -181,4 +188,5 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
           + (f"Written to {os.path.join(workdir, 'results')}.{{md,csv,json,png}}\n"
              if write_report else ""))
   logging.info("results written to %s/results.{md,csv,json}", os.path.abspath(workdir))
-  return {"rows": rows, "settings": settings, "stage_times": times, "context": context}
+  return {"rows": rows, "settings": settings, "stage_times": times, "context": context,
+          **({"verification": verification} if verification is not None else {})}

@@ -36,7 +36,8 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
       gk = (json.dumps(rec["overrides"], sort_keys=True), row["dataset"])
       groups.setdefault(gk, {"overrides": rec["overrides"], "dataset": row["dataset"], "runs": []})
       groups[gk]["runs"].append({**row, "seconds": rec["seconds"],
-                                 "steal_time": rec["stage_times"].get("steal")})
+                                 "steal_time": rec["stage_times"].get("steal"),
+                                 "verification": rec.get("verification")})
   paper = _paper(config)
   table = []
   for g in groups.values():
@@ -57,6 +58,8 @@ def aggregate(results: list[dict], axis_keys: list[str], config) -> list[dict]:
       out["ta_undefended"], _ = _mean_std([r.get("ta_undefended") for r in runs])
       out["utility_cosine"], _ = _mean_std([r.get("utility_cosine") for r in runs])
     out["cell_seconds"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
+    if any(r.get("verification") for r in runs):
+      out["verification"] = [r["verification"] for r in runs if r.get("verification")]
     value_key = ",".join(str(g["overrides"][k]) for k in axis_keys)
     out["cell"] = value_key
     # The paper's figures stand only beside the downstream set they were measured on.
@@ -112,7 +115,9 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
     header += ["TA undefended (%)", "TA drop (pts)", "cos(defended, clean)"]
   if has_paper:
     header += ["paper TA (%)", "paper SA (%)"]
-  header += ["cell s"]
+  from stolen_jax.verify import report as verify_report
+  verified = verify_report.methods_of(table)
+  header += [f"{m} p (flagged)" for m in verified] + ["cell s"]
   lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
   for r in table:
     cells_ = [str(r[k]) for k in axis_keys] + [
@@ -131,7 +136,7 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
     if has_paper:
       cells_ += ["" if r.get("paper_ta") is None else f"{r['paper_ta']:.2f}",
                  "" if r.get("paper_sa") is None else f"{r['paper_sa']:.2f}"]
-    cells_ += [str(r["cell_seconds"])]
+    cells_ += [verify_report.cell_text(r, m) for m in verified] + [str(r["cell_seconds"])]
     lines.append("| " + " | ".join(cells_) + " |")
   lines.append("")
   lines.append(f"Sweep: {config.sweep.axes} ({config.sweep.mode}); seeds {list(config.sweep.seeds)}"
@@ -141,6 +146,11 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
   quoted = _paper_quoted(config) if not has_paper else ""
   if quoted:
     lines.append(quoted)
+  if verified:
+    lines += ["", "Verification: each method's median p-value over the seeds, and in brackets "
+              "the seeds where the stolen encoder was called stolen at α = 0.01 (its TPR). The "
+              "innocent encoders, verified against the same targets (their FPR):", "",
+              verify_report.innocents_markdown(table).rstrip()]
   checked = claims.markdown(claims.evaluate(config.sweep.get("claims") or "", table))
   if checked:
     lines += ["", "Claims checked on this table: the difference of mean SA and its 95% half-width "
@@ -159,12 +169,14 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
   with open(os.path.join(workdir, "results.md.tmp"), "w") as f:
     f.write(md)
   os.replace(os.path.join(workdir, "results.md.tmp"), os.path.join(workdir, "results.md"))
-  fields = sorted({k for r in table for k in r}, key=lambda k: (k not in axis_keys, k))
+  # The verification p-values are in results.json (a list per cell, not one CSV value).
+  fields = sorted({k for r in table for k in r if k != "verification"},
+                  key=lambda k: (k not in axis_keys, k))
   with open(os.path.join(workdir, "results.csv.tmp"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=fields)
     w.writeheader()
     for r in table:
-      w.writerow(r)
+      w.writerow({k: r.get(k) for k in fields})
   os.replace(os.path.join(workdir, "results.csv.tmp"), os.path.join(workdir, "results.csv"))
   stages.write_json_atomic(os.path.join(workdir, "results.json"),
                            {"axes": config.sweep.axes, "rows": table}, indent=2)

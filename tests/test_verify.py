@@ -30,7 +30,7 @@ def _config(suspect, **overrides):
 
 def _watermarked(config):
   config.defense.name = "answer_watermark"
-  for key in ("seed", "strength", "low", "high", "cycles"):
+  for key in ("seed", "strength", "low", "high"):
     config.defense.watermark[key] = ve.WATERMARK[key]
   return config
 
@@ -75,8 +75,8 @@ def test_answer_watermark_p_values_are_calibrated_on_innocents():
   rng = np.random.default_rng(0)
   ps = []
   for key in (5, 6):
-    trig = mark.stamp(public, mark.trigger(key, 3, 4), 0.5)
-    ctrl = mark.stamp(public, mark.trigger(key, 3, 4, mark.CONTROL), 0.5)
+    colour = mark.trigger(key, 3)
+    trig, ctrl = mark.stamp(public, colour, 0.25), mark.stamp(public, -colour, 0.25)
     t = mark.target_direction(key, ve.DIM)
     for s in range(40):
       f = ve.innocent(100 + s)

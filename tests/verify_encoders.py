@@ -11,8 +11,7 @@ from stolen_jax.data import sources
 from stolen_jax.defenses import answer_watermark as mark
 
 DIM = 32
-WATERMARK = {"name": "answer_watermark", "seed": 5, "strength": 0.5, "low": 0.01, "high": 0.04,
-             "cycles": 4}
+WATERMARK = {"name": "answer_watermark", "seed": 5, "strength": 0.5, "low": 0.05, "high": 0.15}
 
 
 def _pooled(images: np.ndarray) -> np.ndarray:

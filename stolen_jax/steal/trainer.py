@@ -94,14 +94,21 @@ def images_per_example(cfg) -> int:
 
 
 def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_dir: str, mesh,
-                  seed: int, data_for_epoch=None, **meta_extra):
+                  seed: int, data_for_epoch=None, init_variables=None, **meta_extra):
   """Algorithm 1's training loop: a stolen encoder of ``cfg`` fitted to ``target_features``
-  of ``images`` in ``stage_dir`` (checkpoints, metrics). Returns (FitResult, model)."""
+  of ``images`` in ``stage_dir`` (checkpoints, metrics). Returns (FitResult, model).
+  ``init_variables`` ({'params', 'batch_stats'} of an encoder of ``cfg.arch``): start from
+  them instead of a random initialisation (fine-tuning, e.g. embedding a watermark)."""
   name = meta_extra.pop("name", "steal")
   model, tx, step_fn = make_trainer(cfg, (len(images) // cfg.batch_size) * cfg.epochs,
                                     target_dim=target_features.shape[-1], mesh=mesh)
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
+  if init_variables is not None:
+    params = {**state.params, "encoder": init_variables["params"]}
+    state = parallel.replicate_tree(state.replace(
+        params=params, batch_stats={**state.batch_stats, "encoder": init_variables["batch_stats"]},
+        opt_state=tx.init(params)), mesh)
   data = {"images": parallel.put_replicated(images, mesh),
           "target": parallel.put_replicated(target_features, mesh)}
   meta = pretrain.encoder_meta(cfg, model.encoder, "steal", **attack_settings(cfg),

@@ -11,7 +11,7 @@ Each method is a registered unit (one module each, like ``attacks/`` and ``defen
   answer_watermark``); the suspect's shift toward the secret direction on trigger inputs,
   against decoy directions;
 * ``encoder_watermark`` — the victim itself carries a secret watermark task (SSLGuard-style,
-  its own keyed stage, ``verify.watermark``); the suspect queried on the secret inputs only.
+  its own keyed stage, ``job=watermark``); the suspect queried on the secret inputs only.
 
 The job (``verify.job``) opens both encoders, pays for the suspect's answers once per image
 set, runs each method that applies, corrects for testing several (Bonferroni-Holm) and
@@ -19,11 +19,12 @@ writes ``verify/<key>/summary.json``; the last line it prints is the verdict.
 """
 
 from stolen_jax.errors import ConfigError
-from stolen_jax.verify import answer_watermark, dataset_inference, fidelity
+from stolen_jax.verify import answer_watermark, dataset_inference, encoder_watermark, fidelity
 from stolen_jax.verify.base import Context, Method, Outcome
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
-    dataset_inference.METHOD, fidelity.METHOD, answer_watermark.METHOD)}
+    dataset_inference.METHOD, fidelity.METHOD, answer_watermark.METHOD,
+    encoder_watermark.METHOD)}
 
 
 def get(name: str) -> Method:

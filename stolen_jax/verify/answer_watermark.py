@@ -1,8 +1,8 @@
 """``answer_watermark``: did the suspect learn from answers the provider watermarked
 (``defense.name=answer_watermark``, ``defenses.answer_watermark``)?
 
-The verifier adds the trigger's plane wave to public images (trigger inputs) and a decoy
-wave to the same images (controls), and measures how much closer to the secret
+The verifier tints public images toward the secret trigger colour c (trigger inputs) and
+toward −c (controls), and measures how much closer to the secret
 direction t the suspect's answers move: s(t) = mean_i [cos(f(trigger_i), t) −
 cos(f(control_i), t)]. Its null:
 the same statistic for ``permutations`` decoy directions drawn as t is drawn (uniform on the
@@ -32,9 +32,8 @@ def _inputs(cfg, defense, public):
   s = mark.settings_of(defense)
   images = public[:int(cfg.watermark_samples)]
   c = images.shape[-1]
-  blend = float(cfg.watermark_blend)
-  return (mark.stamp(images, mark.trigger(s["seed"], c, s["cycles"]), blend),
-          mark.stamp(images, mark.trigger(s["seed"], c, s["cycles"], mark.CONTROL), blend))
+  colour, tint = mark.trigger(s["seed"], c), float(cfg.watermark_tint)
+  return mark.stamp(images, colour, tint), mark.stamp(images, -colour, tint)
 
 
 def suspect_sets(cfg, data, defense, shared_space: bool = True) -> dict:
@@ -74,7 +73,7 @@ def check_key(ctx: Context) -> dict:
     raise ConfigError(
         f"the watermark key defense.watermark.seed={s['seed']} does not show in the victim's "
         f"own watermarked answers (shift {stat:.4f}, p = {p:.3g}): it is not the key these "
-        "answers were served with, or verify.watermark_blend is too weak to trigger it")
+        "answers were served with, or verify.watermark_tint is too weak to trigger it")
   return {"victim_shift": stat, "victim_p": p}
 
 

@@ -12,7 +12,8 @@ from stolen_jax.verify import REGISTRY, get, parse_methods
 from stolen_jax.verify.base import Context, Outcome
 from stolen_jax.verify.parties import load_sets, open_party
 
-MIN_SAMPLES = {"dataset_inference": 50, "fidelity": 20, "answer_watermark": 20}
+MIN_SAMPLES = {"dataset_inference": 50, "fidelity": 20, "answer_watermark": 20,
+               "encoder_watermark": 20}
 
 
 def _dimension(party, probe) -> int:
@@ -36,8 +37,8 @@ def validate(config) -> None:
   if cfg.suspect_budget is not None and (not isinstance(cfg.suspect_budget, int)
                                          or cfg.suspect_budget < 0):
     raise ConfigError(f"verify.suspect_budget={cfg.suspect_budget!r} must be an integer >= 0")
-  if not 0 < float(cfg.watermark_blend) < 1:
-    raise ConfigError(f"verify.watermark_blend={cfg.watermark_blend} must be in (0, 1)")
+  if not 0 < float(cfg.watermark_tint) <= 1:
+    raise ConfigError(f"verify.watermark_tint={cfg.watermark_tint} must be in (0, 1]")
   if float(cfg.alpha) * (int(cfg.permutations) + 1) < 1:
     raise ConfigError(f"verify.permutations={cfg.permutations} is too few for α = {cfg.alpha}: "
                       f"a decoy test's smallest p-value is 1/(permutations+1); use at least "
@@ -121,12 +122,14 @@ def method_line(o: Outcome, alpha: float) -> str:
 def _settings(config, data, methods) -> dict:
   cfg = config.verify
   s = {k: stages.plain(cfg[k]) for k in (
-      "alpha", "num_samples", "watermark_samples", "watermark_blend", "permutations", "seed",
+      "alpha", "num_samples", "watermark_samples", "watermark_tint", "permutations", "seed",
       "private", "private_split", "private_num_examples", "public", "public_split")}
   s["methods"] = [m.name for m in methods]
   s["dataset_inference"] = stages.plain(cfg.dataset_inference)
   if any(m.name == "answer_watermark" for m in methods):
     s["defense"] = defenses.settings(config.defense)
+  if any(m.name == "encoder_watermark" for m in methods):
+    s["watermark_seed"] = int(cfg.watermark_seed)
   return s
 
 
@@ -145,6 +148,7 @@ def run(config, workdir: str) -> dict:
   probe = data["public"][:2]
   dims = (_dimension(victim, probe), _dimension(suspect, probe))
   data["dims"] = dims
+  data["victim_meta"] = victim.meta
   shared = dims[0] == dims[1]
   defense = config.get("defense")
   methods, skipped = _choose(cfg, defense, victim, data, shared)

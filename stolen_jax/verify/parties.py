@@ -54,8 +54,11 @@ def open_party(spec: str, role: str, cfg, mesh, budget: Optional[int] = None) ->
 def recorded_training_data(spec: str) -> Optional[dict]:
   """The pretraining data a victim trained by this project recorded (its stage.json):
   {'dataset', 'split', 'num_examples', 'image_size', 'seed'}; None for other victims."""
-  if targets.kind(spec) != "checkpoint":
+  if targets.kind(spec) != "checkpoint" or not os.path.isdir(spec):
     return None
+  if not os.path.exists(os.path.join(spec, "stage.json")):  # A stage root holding one stage.
+    keyed = stages.find_stage_dirs(spec)
+    spec = keyed[0] if len(keyed) == 1 else spec
   record = stages.read_json(os.path.join(spec, "stage.json")) or {}
   s = record.get("settings") or {}
   if record.get("stage") not in ("pretrain", "watermark") or "dataset" not in s:
