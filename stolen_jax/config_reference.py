@@ -205,6 +205,7 @@ MEANINGS = {
     "verify.dataset_inference.components": "dataset inference: GMM components (at most n/10)",
     "verify.dataset_inference.reg_covar": "dataset inference: GMM covariance regulariser",
     # watermark.
+    "watermark.enabled": "in a pipeline or sweep: the target is watermarked before it is served",
     "watermark.victim": "the encoder checkpoint to watermark",
     "watermark.seed": "the secret key (the stage records only its hash)",
     "watermark.strength": "the largest pull toward the secret direction",

@@ -259,6 +259,7 @@ def watermark_block() -> ml_collections.ConfigDict:
   (recorded, or ``dataset``), with ``stamped_share`` of it tinted by ``tint`` toward the
   trigger colour (and as many away from it)."""
   return ml_collections.ConfigDict(dict(
+      enabled=False,  # In a pipeline: serve (and steal from) the target watermarked.
       victim=config_dict.placeholder(str), seed=0, strength=0.5, low=0.05, high=0.15,
       tint=0.25, stamped_share=0.25, epochs=10, batch_size=128, lr=1e-4,
       dataset=config_dict.placeholder(str), split="train",

@@ -104,8 +104,11 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
 
   given = bool(config.steal.target)
   target_path, times["target"], _ = ensure_target(config, workdir, mesh, strict)
-  config.steal.target = target_path
   pretrain_summary = None if given else stages.read_json(os.path.join(target_path, "summary.json"))
+  if config.get("watermark") is not None and config.watermark.get("enabled"):
+    from stolen_jax.verify import embed  # The provider serves a watermarked target instead.
+    target_path = embed.watermarked_target(config, workdir, target_path)
+  config.steal.target = target_path
   console.stage_line("target", _target_line(times["target"], pretrain_summary, target_path))
   target = steal.open_target(target_path, mesh, config.steal.query_batch_size,
                             config.steal.get("max_weights_gb"))

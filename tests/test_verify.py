@@ -115,8 +115,10 @@ def test_bad_inputs_get_one_clear_error_each(tmp_path):
     _run(_config("big_input"), tmp_path)
   with pytest.raises(ConfigError, match="needs the suspect's features in the victim's space"):
     _run(_config("wide", methods="fidelity"), tmp_path)
-  with pytest.raises(ConfigError, match="at least 20 samples"):
-    _run(_config("stolen", num_samples=10), tmp_path)
+  with pytest.raises(ConfigError, match="fidelity needs at least 20 samples"):
+    _run(_config("stolen", num_samples=10, methods="fidelity"), tmp_path)
+  with pytest.raises(ConfigError, match="no verification method applies.*at least 20 samples"):
+    _run(_config("stolen", num_samples=10), tmp_path)  # 'auto': each says why it cannot run.
   with pytest.raises(ConfigError, match="unknown verify method 'fidelty'"):
     _run(_config("stolen", methods="fidelty"), tmp_path)
   with pytest.raises(ConfigError, match="too few for α"):
@@ -179,3 +181,31 @@ def test_holm_combines_methods():
   c = job.combine(outs, 0.01)
   assert c["stolen"] and c["methods_rejecting"] == ["a"] and c["threshold"] == 0.005
   assert not job.combine([Outcome("a", 1.0, 0.006), Outcome("b", 1.0, 0.2)], 0.01)["stolen"]
+
+
+def test_a_pipeline_verifies_its_stolen_encoder_and_innocents(tmp_path):
+  """``verify.enabled`` in a pipeline whose target is watermarked (``watermark.enabled``):
+  the stolen encoder and the attacker's own pre-trained encoder are verified against the
+  watermarked target, the watermark stage is keyed, and a rerun restores everything."""
+  from conftest import tiny_pretrain_block, tiny_steal_config
+  from stolen_jax import pipeline
+  from test_probe import tiny_probe_block
+  config = tiny_steal_config(None, epochs=1, surrogate_size=64)
+  config.job = "pipeline"
+  config.pretrain = tiny_pretrain_block(epochs=1, num_examples=120)
+  config.probe = tiny_probe_block(epochs=2)
+  config.verify = defaults.verify_block()
+  config.verify.enabled, config.verify.innocents = True, "attacker_pretrain"
+  config.verify.num_samples, config.verify.watermark_samples = 60, 30
+  config.verify.permutations, config.verify.watermark_seed = 999, 7
+  config.watermark = defaults.watermark_block()
+  config.watermark.enabled, config.watermark.seed, config.watermark.epochs = True, 7, 1
+  config.watermark.batch_size = 32
+  out = pipeline.run(config, str(tmp_path), print_table=False)
+  v = out["verification"]
+  assert set(v["stolen"]) == {"fidelity", "encoder_watermark", "dataset_inference"}
+  assert set(v["innocents"]) == {"attacker_pretrain"} and v["innocents"]["attacker_pretrain"]
+  assert len(list((tmp_path / "watermark").iterdir())) == 1
+  assert len(list((tmp_path / "verify").iterdir())) == 2
+  again = pipeline.run(config, str(tmp_path), print_table=False)
+  assert again["verification"] == v

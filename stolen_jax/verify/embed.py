@@ -13,7 +13,10 @@ What it costs the victim (its downstream TA) is what a probe of the stage measur
 summary records the features' agreement with the original on held-out images.
 """
 
+import contextlib
+import copy
 import hashlib
+import io
 import os
 import time
 
@@ -101,6 +104,15 @@ def run(config, workdir: str) -> dict:
         f"{done['cos_to_original']:.3f}; the key's pull on stamped images: "
         f"{done['stamped_pull']:.3f})")
   return {**done, "stage_dir": stage.dir}
+
+
+def watermarked_target(config, workdir: str, target_path: str) -> str:
+  """In a pipeline (``watermark.enabled``): ``target_path`` watermarked (its stage)."""
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.watermark.victim = target_path
+  with contextlib.redirect_stdout(io.StringIO()):
+    return run(cfg, workdir)["stage_dir"]
 
 
 def _train(stage, cfg, config, encoder, variables, meta, images, mesh, train_encoder) -> dict:

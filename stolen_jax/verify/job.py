@@ -65,9 +65,12 @@ def _choose(cfg, defense, victim, data, shared) -> tuple[list, dict]:
               min(int(cfg.watermark_samples if "watermark" in name else cfg.num_samples),
                   len(data["public"])))
       if have < need:
-        raise ConfigError(f"verify: {name} needs at least {need} samples per set for its test; "
-                          f"it would have {have} (verify.num_samples / watermark_samples, or a "
-                          "larger private/public set)")
+        why = (f"needs at least {need} samples per set for its test; it would have {have} "
+               "(verify.num_samples / watermark_samples, or a larger private/public set)")
+        if explicit:
+          raise ConfigError(f"verify: {name} {why}")
+        skipped[name] = why
+        continue
       run.append(m)
     elif explicit:
       raise ConfigError(f"verify method {name!r} cannot run: {why}")
