@@ -75,10 +75,7 @@ MEANINGS = {
                                    "pretraining size)",
     "defense.shadow.epochs": "poison: the shadow's training epochs (None: the attacker's)",
     "defense.shadow.batch_size": "poison: the shadow's batch size (None: the attacker's)",
-    "defense.b4b.bits": "b4b: bits of the coverage hash (buckets = 2^bits)",
-    "defense.b4b.scale": "b4b: noise scale at full coverage",
-    "defense.b4b.saturation": "b4b: coverage at which the noise saturates",
-    "defense.b4b.power": "b4b: exponent of the noise's growth with coverage",
+
     "defense.watermark.seed": "answer_watermark: the provider's secret key (pattern and direction)",
     "defense.watermark.strength": "answer_watermark: the largest pull toward the secret direction",
     "defense.watermark.low": "answer_watermark: trigger degree (how far an image's mean colour "
@@ -160,12 +157,18 @@ MEANINGS = {
     "serve.max_image_pixels": "most pixels one image may declare (checked before decoding)",
     "serve.max_request_pixels": "most pixels a request may declare in all",
     "serve.burst_s": "a rate-limited account sends at most rate × burst_s images at once",
-    "b4b.enabled": "B4B: per-account noise growing with the account's coverage",
-    "b4b.bits": "B4B: bits of the coverage hash",
-    "b4b.scale": "B4B: noise scale at full coverage",
-    "b4b.saturation": "B4B: coverage at which the noise saturates",
-    "b4b.power": "B4B: exponent of the noise's growth",
-    "b4b.seed": "B4B: seed of its hashing and noise",
+    "b4b.enabled": "B4B as published: per-account noise growing with the account's coverage, "
+                   "and a per-account secret transformation",
+    "b4b.projections": "B4B: independent LSH projections the coverage is averaged over",
+    "b4b.bits": "B4B: hyperplanes per projection (buckets = 2^bits)",
+    "b4b.alpha": "B4B: the noise's standard deviation at coverage β",
+    "b4b.beta": "B4B: the coverage (percent) at which the noise reaches α",
+    "b4b.lam": "B4B: λ of σ = λ·(exp(ln(α/λ)·coverage/β) − 1)",
+    "b4b.transform": "B4B: each account's secret map: none, affine, shuffle_pad, "
+                     "affine_shuffle_pad or binary",
+    "b4b.pad_ratio": "B4B: extra random dimensions of shuffle_pad, per feature dimension",
+    "b4b.binary_ratio": "B4B: hyperplanes of the binary transform, per feature dimension",
+    "b4b.seed": "B4B: seed of its hashing (and of in-process accounts' secrets)",
     # prepare.
     "prepare.format": "the distribution's format: cifar10, cifar100, stl10, svhn, gtsrb, "
                       "mnist, fashion_mnist, imagenet32, imagenet64, image_folder",

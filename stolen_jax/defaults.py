@@ -47,20 +47,28 @@ def pretrain_block() -> ml_collections.ConfigDict:
       checkpoint_every_epochs=10, log_every_steps=50))
 
 
+def b4b_block(**extra) -> ml_collections.ConfigDict:
+  """B4B as published (``defenses.b4b``): coverage over ``projections`` × ``bits`` LSH
+  buckets, noise σ = λ·(exp(ln(α/λ)·coverage%/β) − 1), per-account ``transform``."""
+  return ml_collections.ConfigDict(dict(
+      projections=20, bits=12, alpha=0.8, beta=80.0, lam=1e-6, transform="affine_shuffle_pad",
+      pad_ratio=1.0, binary_ratio=1.0, **extra))
+
+
 def defense_block() -> ml_collections.ConfigDict:
   """The provider's defense (§VII), applied to every answer of the API: ``none``, ``topk``
   (k), ``round`` (decimals), ``noise`` (gaussian|uniform, scale), ``poison`` (Eq. 10: epsilon,
   norm l2|linf, PGD steps and step_size (0 = 2.5·ε/steps); its shadow stolen encoder is
   trained on ``shadow.dataset`` — default: the target's pretraining set — with the
   attacker's steal settings, for ``shadow.epochs`` at ``shadow.batch_size`` (defaults: the
-  attacker's)), ``b4b`` (per-account noise growing with coverage: ``b4b.bits``, ``scale``,
-  ``saturation``, ``power``), ``answer_watermark`` (a secret trigger pattern pulls answers
-  toward a secret direction: ``watermark.seed`` (the key), ``strength``, ``low``/``high``
+  attacker's)), ``b4b`` (B4B as published: ``b4b.projections``, ``bits``, ``alpha``,
+  ``beta``, ``lam``, ``transform``, ``pad_ratio``, ``binary_ratio``), ``answer_watermark``
+  (a secret trigger colour pulls answers toward a secret direction: ``watermark.seed`` (the key), ``strength``, ``low``/``high``
   (how far an image's mean colour leans toward the secret trigger colour))."""
   return ml_collections.ConfigDict(dict(
       name="none", k=50, decimals=2, noise="gaussian", scale=0.1,
       epsilon=1.0, norm="l2", steps=10, step_size=0.0, seed=0,
-      b4b=ml_collections.ConfigDict(dict(bits=12, scale=1.0, saturation=0.25, power=1.0)),
+      b4b=b4b_block(),
       watermark=ml_collections.ConfigDict(dict(seed=0, strength=0.5, low=0.05, high=0.15)),
       shadow=ml_collections.ConfigDict(dict(
           dataset=config_dict.placeholder(str), split="train",
@@ -228,8 +236,7 @@ def serve_block() -> ml_collections.ConfigDict:
       max_image_pixels=4096 * 4096, max_request_pixels=2 * 4096 * 4096, burst_s=1.0,
       max_weights_gb=4.0,  # An import:NAME:PATH checkpoint may declare at most this much.
       # B4B: per-account noise growing with the account's coverage of the embedding space.
-      b4b=ml_collections.ConfigDict(dict(enabled=False, bits=12, scale=1.0, saturation=0.25,
-                                         power=1.0, seed=0))))
+      b4b=b4b_block(enabled=False, seed=0)))
 
 
 def verify_block() -> ml_collections.ConfigDict:

@@ -38,9 +38,9 @@ def build_app(config, workdir: str, mesh=None):
   b4b = None
   if cfg.b4b.enabled:
     from stolen_jax.defenses import b4b as b4b_lib
-    b4b = b4b_lib.B4B(int(meta["feature_dim"]), b4b_lib.B4BConfig(
-        bits=cfg.b4b.bits, scale=cfg.b4b.scale, saturation=cfg.b4b.saturation,
-        power=cfg.b4b.power, seed=cfg.b4b.seed))
+    b4b_lib.validate_block(cfg.b4b, "serve.b4b")
+    b4b = b4b_lib.B4B(int(meta["feature_dim"]), b4b_lib.config_of(cfg.b4b, cfg.b4b.seed),
+                      secret_of=ledger.secret)  # Each key's own secret, kept in the ledger.
   return server.make_app(
       target.features_fn, ledger, image_size=int(meta["image_size"]),
       feature_dim=int(meta["feature_dim"]), defense=defense,

@@ -257,7 +257,9 @@ def test_b4b_answers_each_account_apart(tiny_target):
   from stolen_jax import defenses, eaas, parallel
   target = steal.open_target(tiny_target, parallel.make_mesh())
   config = defaults.defense_block()
-  config.name, config.b4b.bits, config.b4b.saturation = "b4b", 6, 0.5
+  # Noise that reaches α = 0.5 at 5% coverage, and no transformation: errors comparable.
+  config.name, config.b4b.bits, config.b4b.beta, config.b4b.alpha = "b4b", 6, 5.0, 0.5
+  config.b4b.transform = "none"
   defense = defenses.make(config, target.meta["feature_dim"])
   images = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
   attacker = eaas.QueryService(target.features_fn, defense=defense)

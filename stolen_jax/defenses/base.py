@@ -22,6 +22,11 @@ class Defense:
   settings: dict
   fn: Callable[..., np.ndarray]
   per_account: bool = False
+  out_dim: Optional[int] = None  # The answers' dimension when it is not the target's.
+
+  def answer_dim(self, feature_dim: Optional[int]) -> Optional[int]:
+    """The dimension of the answers for a target of ``feature_dim``."""
+    return self.out_dim if self.out_dim is not None else feature_dim
 
   def __call__(self, features: np.ndarray, images: np.ndarray,
                account: str = "attacker") -> np.ndarray:

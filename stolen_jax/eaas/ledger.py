@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS requests (
   answer BLOB NOT NULL, created REAL NOT NULL, PRIMARY KEY (key_hash, idempotency_key));
 CREATE TABLE IF NOT EXISTS buckets (
   key_hash TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (
+  key_hash TEXT PRIMARY KEY, secret BLOB NOT NULL);
 """
 
 # Hex digits a key-hash prefix needs before ``revoke`` takes it for a hash (shorter strings
@@ -131,6 +133,14 @@ class Ledger:
 
   def close(self):
     self._db.close()
+
+  def secret(self, key_hash: str) -> bytes:
+    """The account's private random secret (B4B's per-account transformation): made on
+    first use and kept, so the account's answers live in the same space across restarts."""
+    with self._lock:
+      self._db.execute("INSERT OR IGNORE INTO secrets VALUES (?, ?)", (key_hash, os.urandom(32)))
+      return bytes(self._db.execute("SELECT secret FROM secrets WHERE key_hash = ?",
+                                    (key_hash,)).fetchone()[0])
 
   # Admin.
   def add_key(self, name: str, budget: Optional[int], price_per_1000: float = 1.2,

@@ -167,8 +167,10 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
              max_image_pixels: int = 4096 * 4096, max_request_pixels: int = 2 * 4096 * 4096,
              burst_s: float = 1.0, max_concurrent_decodes: int = 2):
   """The FastAPI application serving ``features_fn`` (uint8 NHWC -> true features) through
-  ``defense`` (features, images) -> answers, metered by ``ledger``; ``b4b`` (an
-  ``defenses.b4b.B4B``) adds per-account noise that grows with the account's coverage.
+  ``defense`` (features, images) -> answers, metered by ``ledger``; ``b4b`` (a
+  ``defenses.b4b.B4B``) adds per-account noise that grows with the account's coverage and
+  maps each account's answers with its own secret transformation (``feature_dim`` is then
+  the transformation's, as ``/model`` declares it).
   Limits (``eaas.upload``): body bytes, images per request, declared pixels per image and
   per request; an account limited to r images/s may send at most ``r * burst_s`` images at
   once (its bucket persists in the ledger)."""
@@ -186,6 +188,8 @@ def make_app(features_fn: Callable[[np.ndarray], np.ndarray], ledger: Ledger, *,
     return np.asarray(defense(f, images) if defense is not None else f, np.float32)
 
   batcher = Batcher(answer, batch_window_ms, max_batch) if batch_window_ms > 0 else None
+  if b4b is not None:
+    feature_dim = b4b.out_dim
   info = {"feature_dim": feature_dim, "image_size": image_size, **(model_info or {}),
           "limits": {**dataclasses.asdict(limits), "burst_s": burst_s}}
   # FastAPI's own /docs and /redoc load scripts from a CDN (blank offline): ours is plain HTML.

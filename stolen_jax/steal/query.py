@@ -177,7 +177,8 @@ def _pay(op: Opened, requests, caches, service, stage_dir) -> Queried:
     if op.http is not None:  # Idempotency keys scoped to the images sent.
       op.http.key_prefix = f"{key['images']}-"
     answers.append(eaas.query_with_cache(service, pixels, cache, cfg.query_batch_size,
-                                         feature_dim=op.target.meta.get("feature_dim")))
+                                         feature_dim=op.defense.answer_dim(
+                                             op.target.meta.get("feature_dim"))))
   attack = attack_of(cfg)
   # One answer per image: (N, d); a plan of V views: (N, V, d).
   target_features = np.stack(answers, axis=1) if query_views(cfg) else answers[0]

@@ -1,0 +1,106 @@
+"""B4B as published: its coverage and noise beside a direct transcription of the paper's
+formula, per-account transformations that are stable across restarts, and the HTTP server's
+per-key secrets in the ledger."""
+
+import math
+
+import numpy as np
+import pytest
+
+from stolen_jax.defenses.b4b import B4B, B4BConfig, Transformation, noise_std
+
+
+def _transcribed_coverage(planes, answers) -> float:
+  """Their coverage, written out: for each projection, the set of sign patterns (buckets)
+  the answers fall in, as a percentage of 2^bits; the mean over projections."""
+  percents = []
+  for p in range(planes.shape[0]):
+    seen = set()
+    for a in answers:
+      bits = tuple(bool(sum(a[d] * planes[p, d, b] for d in range(len(a))) > 0)
+                   for b in range(planes.shape[2]))
+      seen.add(bits)
+    percents.append(100.0 * len(seen) / 2 ** planes.shape[2])
+  return sum(percents) / len(percents)
+
+
+def _transcribed_std(coverage, alpha=0.8, beta=80.0, lam=1e-6) -> float:
+  return max(lam * (math.exp(math.log(alpha / lam) * coverage / beta) - 1), 0)
+
+
+def test_the_penalty_agrees_with_the_published_formula():
+  rng = np.random.default_rng(0)
+  tracker = B4B(8, B4BConfig(projections=5, bits=6, transform="none"))
+  answers = rng.normal(size=(300, 8)).astype(np.float32)
+  images = rng.integers(0, 255, (300, 4, 4, 3), dtype=np.uint8)
+  out = tracker("attacker", answers, images)
+  coverage = tracker.coverage("attacker")
+  assert coverage == pytest.approx(_transcribed_coverage(tracker.planes, answers))
+  assert noise_std(coverage, 0.8, 80.0, 1e-6) == pytest.approx(_transcribed_std(coverage))
+  # The answers carry exactly that noise: their deviation's std is σ (over 2,400 draws).
+  assert np.std(out - answers) == pytest.approx(_transcribed_std(coverage), rel=0.05)
+  # At the published calibration: no noise at 0%, α − λ at β percent.
+  assert noise_std(0.0, 0.8, 80.0, 1e-6) == 0 and noise_std(80.0, 0.8, 80.0, 1e-6) == pytest.approx(0.8 - 1e-6)
+
+
+def test_noise_grows_with_coverage_and_stays_small_for_a_narrow_customer():
+  rng = np.random.default_rng(0)
+  b4b = B4B(16, B4BConfig(projections=4, bits=8, alpha=0.5, beta=20.0, transform="none"))
+  center = rng.normal(size=16).astype(np.float32) * 5
+  narrow = center + 0.05 * rng.normal(size=(200, 16)).astype(np.float32)  # One task's region.
+  broad = rng.normal(size=(200, 16)).astype(np.float32) * 5  # A surrogate set covering the space.
+  imgs = lambda n, s: np.random.default_rng(s).integers(0, 255, (n, 4, 4, 3), dtype=np.uint8)
+  errors = {"narrow": [], "broad": []}
+  for chunk in range(4):
+    for name, feats in (("narrow", narrow), ("broad", broad)):
+      part = feats[chunk * 50:(chunk + 1) * 50]
+      out = b4b(name, part, imgs(50, chunk * 10 + len(name)))
+      errors[name].append(float(np.mean(np.linalg.norm(out - part, axis=1))))
+  assert b4b.coverage("broad") > 10 * b4b.coverage("narrow")
+  assert errors["broad"][-1] > errors["broad"][0]  # Grows with coverage.
+  assert errors["narrow"][-1] < 0.01 < errors["broad"][-1]
+
+
+@pytest.mark.parametrize("kind", ["affine", "shuffle_pad", "affine_shuffle_pad", "binary"])
+def test_transformations_are_per_account_and_stable_across_restarts(kind):
+  rng = np.random.default_rng(1)
+  answers = rng.normal(size=(40, 12)).astype(np.float32)
+  images = rng.integers(0, 255, (40, 4, 4, 3), dtype=np.uint8)
+  # Noise of at most 1e-5 (α): the map alone is under test.
+  cfg = B4BConfig(projections=2, bits=4, alpha=1e-5, transform=kind, seed=3)
+  first, restarted = B4B(12, cfg), B4B(12, cfg)
+  a = first("alice", answers, images)
+  assert a.shape == (40, first.out_dim)
+  np.testing.assert_array_equal(a, restarted("alice", answers, images))  # Same account, same map.
+  b = first("bob", answers, images)
+  assert not np.allclose(a, b)  # Another account, another space.
+  if kind == "binary":
+    assert set(np.unique(a)) <= {0.0, 1.0}
+  else:
+    # An invertible map: a linear read-out of one account's answers recovers the features
+    # (its downstream tasks are unaffected), the other account's map is not the same one.
+    design = np.concatenate([a, np.ones((40, 1), np.float32)], 1)
+    fit, *_ = np.linalg.lstsq(design, answers, rcond=None)
+    np.testing.assert_allclose(design @ fit, answers, atol=1e-3)
+
+
+def test_a_transformation_is_the_published_kind():
+  t = Transformation("affine_shuffle_pad", 6, b"secret", pad_ratio=1.0)
+  x = np.arange(12, dtype=np.float32).reshape(2, 6)
+  y = t(x)
+  assert y.shape == (2, 12)
+  unshuffled = np.empty_like(y)
+  unshuffled[:, t.order] = y
+  np.testing.assert_allclose(unshuffled[:, :6], x * t.scale + t.shift, rtol=1e-6)
+  np.testing.assert_array_equal(unshuffled[:, 6:], np.broadcast_to(t.padding, (2, 6)))
+  assert np.all(np.abs(t.scale) <= 1) and np.all(np.abs(t.shift) <= 1)
+
+
+def test_the_ledger_keeps_each_keys_secret(tmp_path):
+  from stolen_jax.eaas.ledger import Ledger
+  path = str(tmp_path / "ledger.sqlite")
+  ledger = Ledger(path)
+  s1, s2 = ledger.secret("k1"), ledger.secret("k2")
+  assert len(s1) == 32 and s1 != s2 and ledger.secret("k1") == s1
+  ledger.close()
+  assert Ledger(path).secret("k1") == s1  # Across restarts: the same space for the same key.
