@@ -179,6 +179,9 @@ MEANINGS = {
     "prepare.image_size": "resize to this side (None: as published)",
     "prepare.seed": "seed of the subsets",
     # verify.
+    "steal.sybils": "accounts the attacker splits its surrogate set over (B4B's sybils)",
+    "steal.sybil_mapping": "images each sybil account also answers, to map its answers into "
+                           "account 0's space",
     "verify.victim": "the provider's encoder (any steal.target spec)",
     "verify.suspect": "the encoder suspected of being stolen (any steal.target spec; metered)",
     "verify.methods": "auto (every method that applies) or dataset_inference,fidelity,"

@@ -123,6 +123,9 @@ def steal_block() -> ml_collections.ConfigDict:
       surrogate_size=config_dict.FieldReference(0.05, field_type=object),  # count or fraction
       data_dir=config_dict.placeholder(str), image_size=32,
       query_budget=config_dict.placeholder(int), query_batch_size=256,
+      # Sybil accounts (steal/sybil.py): the surrogate split over ``sybils`` accounts, each
+      # aligned to the first through ``sybil_mapping`` images both answer.
+      sybils=1, sybil_mapping=500,
       price_per_1000=1.2,  # $ per 1,000 queries for the tables' cost (Clarifai's, §VI); an HTTP API bills its own.
       max_weights_gb=4.0,  # An import:NAME:PATH target's file may declare at most this much.
       arch="resnet34", width=1.0, dtype="float32",

@@ -2,7 +2,9 @@
 formula, per-account transformations that are stable across restarts, and the HTTP server's
 per-key secrets in the ledger."""
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -104,3 +106,26 @@ def test_the_ledger_keeps_each_keys_secret(tmp_path):
   assert len(s1) == 32 and s1 != s2 and ledger.secret("k1") == s1
   ledger.close()
   assert Ledger(path).secret("k1") == s1  # Across restarts: the same space for the same key.
+
+
+def test_a_two_account_sybil_steal_pays_the_sum_of_both_bills(tiny_target, tmp_path):
+  """Two accounts of a B4B API (affine per-account maps): each pays its share (account 1
+  also the mapping images), the steal's queries are the sum, the answers carried into
+  account 0's space agree with account 0's own map, and a rerun pays nothing."""
+  from conftest import tiny_steal_config
+  from stolen_jax import steal
+  config = tiny_steal_config(tiny_target, surrogate_size=96, sybils=2, sybil_mapping=40)
+  config.defense.name = "b4b"
+  config.defense.b4b.transform, config.defense.b4b.alpha = "affine", 1e-5  # Map only.
+  first = steal.run(config, str(tmp_path))
+  bills = {a["account"]: a["queries"] for a in first["sybils"]["accounts"]}
+  assert bills == {"sybil0": 48, "sybil1": 40 + 48}
+  assert first["queries"] == sum(bills.values()) == 136
+  logs = [json.loads(line) for k in (0, 1) for line in
+          open(os.path.join(first["query_stage"], f"queries_sybil{k}.jsonl"))]
+  assert sum(r.get("count", 0) for r in logs if r.get("paid", True)) >= 136
+  assert first["sybils"]["mapping_relative_error"][0] < 0.01  # The affine maps undone.
+  again = steal.run(config, str(tmp_path))
+  assert again["restored"] and again["queries"] == 136
+  single = tiny_steal_config(tiny_target, surrogate_size=96)
+  assert "sybils" not in steal.steal_settings(single)  # Single-account keys unchanged.

@@ -56,9 +56,11 @@ def _plan_key(cfg) -> dict:
   """What the query stage's answers depend on beyond the images: for a plan of V augmented
   views, V and the augmentation (empty for one answer per image: keys unchanged)."""
   views = query_views(cfg)
+  sybils = {"sybils": int(cfg.sybils), "sybil_mapping": int(cfg.sybil_mapping)} if int(
+      cfg.get("sybils", 1)) > 1 else {}
   if not views:
-    return {}
-  return {"views": views, "augment": list(augment_lib.parse_names(cfg.augment)),
+    return sybils
+  return {**sybils, "views": views, "augment": list(augment_lib.parse_names(cfg.augment)),
           "aug": stages.settings_of(cfg.aug)}
 
 
@@ -102,6 +104,7 @@ class Queried:
   caches: list
   paid_before: int
   query_s: float
+  sybils: Optional[dict] = None  # The sybil accounts' bills and mapping (steal.sybils > 1).
 
   @property
   def damaged_rows(self) -> int:
@@ -143,6 +146,11 @@ def query(op: Opened, stage_dir: str, seed: int) -> Queried:
   in ``stage_dir``). The budget is checked for the whole plan before the first query."""
   cfg = op.cfg
   requests = _requests(op, seed)
+  if int(cfg.get("sybils", 1)) > 1:
+    from stolen_jax.steal import sybil
+    with op.query_stage.claimed():
+      features, accounts, caches, paid, seconds, bills = sybil.query(op, requests, seed)
+    return Queried(features, accounts, None, caches, paid, seconds, bills)
   # Under the query stage's lease: two processes that share the stage pay its answers once
   # (the second opens the caches after the first is done, and finds them answered).
   with op.query_stage.claimed():

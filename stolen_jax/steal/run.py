@@ -69,6 +69,8 @@ def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed
       "resumed_from_step": result.resumed_from_step, "query_stage": op.query_stage.dir,
       "stage_dir": op.stage.dir, **extra,
   }
+  if q.sybils is not None:  # Each account's bill; "queries" is their sum.
+    summary["sybils"] = q.sybils
   if result.history:  # The last epoch's loss and its parts (l1, l2; an attack's own terms).
     summary.update({f"final_{k}": v for k, v in result.history[-1].items()
                     if k not in ("epoch", "steps_per_s", "images_per_s")

@@ -89,6 +89,12 @@ def validate_settings(cfg) -> None:
   choose("steal.bn_passes", cfg.bn_passes, ("separate", "joint"))
   if not np.isfinite(cfg.lambda_) or cfg.lambda_ < 0:
     raise ConfigError(f"steal.lambda_={cfg.lambda_} must be a finite number >= 0")
+  sybils = cfg.get("sybils", 1)
+  if not isinstance(sybils, int) or isinstance(sybils, bool) or not 1 <= sybils <= 64:
+    raise ConfigError(f"steal.sybils={sybils!r} must be an integer in [1, 64] (accounts)")
+  if sybils > 1 and (not isinstance(cfg.sybil_mapping, int) or cfg.sybil_mapping < 2):
+    raise ConfigError(f"steal.sybil_mapping={cfg.sybil_mapping!r} must be an integer >= 2 "
+                      "(images every account answers, to align its space)")
   for key in ("epochs", "batch_size", "query_batch_size", "image_size"):
     if not isinstance(cfg[key], int) or cfg[key] < 1:
       raise ConfigError(f"steal.{key}={cfg[key]!r} must be an integer >= 1")
@@ -119,7 +125,9 @@ def stolenencoder_settings(cfg) -> dict:
   """The settings of ``cfg`` as a StolenEncoder steal reads them (the attack's name and the
   other attacks' blocks left out): the stage key every workdir made before attacks were
   registered carries, and the shadow encoder's."""
-  return stages.settings_of(cfg, exclude=("attack",) + tuple(attacks.REGISTRY))
+  # The sybil plan's keys only where it is used: single-account keys stay what they were.
+  single = () if int(cfg.get("sybils", 1)) > 1 else ("sybils", "sybil_mapping")
+  return stages.settings_of(cfg, exclude=("attack",) + tuple(attacks.REGISTRY) + single)
 
 
 def steal_settings(config) -> dict:
