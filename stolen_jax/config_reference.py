@@ -180,6 +180,8 @@ MEANINGS = {
     "prepare.seed": "seed of the subsets",
     # verify.
     "steal.sybils": "accounts the attacker splits its surrogate set over (B4B's sybils)",
+    "steal.api_keys": "the sybils' keys for an HTTP target, comma-separated (or "
+                      "STOLEN_JAX_API_KEYS)",
     "steal.sybil_mapping": "images each sybil account also answers, to map its answers into "
                            "account 0's space",
     "verify.victim": "the provider's encoder (any steal.target spec)",

@@ -28,7 +28,7 @@ from stolen_jax.errors import ConfigError, UserError
 # Keys of config blocks that do not change a stage's output.
 NON_SEMANTIC = frozenset({
     "log_every_steps", "steps_per_dispatch", "checkpoint_every_epochs", "data_dir",
-    "query_batch_size", "feature_batch_size", "query_budget", "target", "api_key", "encoder", "price_per_1000",
+    "query_batch_size", "feature_batch_size", "query_budget", "target", "api_key", "api_keys", "encoder", "price_per_1000",
     "max_weights_gb",  # A reading limit: what is read is the same under any limit it passes.
 })
 

@@ -129,3 +129,32 @@ def test_a_two_account_sybil_steal_pays_the_sum_of_both_bills(tiny_target, tmp_p
   assert again["restored"] and again["queries"] == 136
   single = tiny_steal_config(tiny_target, surrogate_size=96)
   assert "sybils" not in steal.steal_settings(single)  # Single-account keys unchanged.
+
+
+def test_sybils_through_http_use_real_keys_and_pay_each_bill(tiny_target, tmp_path):
+  """Two keys of our HTTP API with B4B on: each key pays its share on the server's ledger,
+  the steal's queries and $ are the sum of both bills, and its stage key holds no key."""
+  from conftest import tiny_steal_config
+  from test_serve import ThreadServer
+  from stolen_jax import defaults, parallel, steal
+  from stolen_jax.defenses import b4b as b4b_lib
+  from stolen_jax.eaas import ledger as ledger_lib, server
+  target = steal.open_target(tiny_target, parallel.make_mesh())
+  ledger = ledger_lib.Ledger(str(tmp_path / "ledger.sqlite"))
+  block = defaults.b4b_block(enabled=True, seed=0)
+  block.transform, block.alpha = "affine", 1e-5
+  tracker = b4b_lib.B4B(target.meta["feature_dim"], b4b_lib.config_of(block, 0),
+                        secret_of=ledger.secret)
+  app = server.make_app(target.features_fn, ledger, image_size=16,
+                        feature_dim=target.meta["feature_dim"], b4b=tracker,
+                        model_info={"fingerprint": target.meta["fingerprint"],
+                                    "defense": {"name": "none"}}, batch_window_ms=0)
+  keys = [ledger.add_key(f"sybil{k}", budget=200, price_per_1000=1.2) for k in range(2)]
+  with ThreadServer(app) as url:
+    out = steal.run(tiny_steal_config(url, surrogate_size=96, sybils=2, sybil_mapping=40,
+                                      api_keys=",".join(keys)), str(tmp_path / "w"))
+  assert [ledger.authenticate(k).used for k in keys] == [48, 88]
+  assert out["queries"] == out["api_used"] == 136
+  assert out["api_cost"] == pytest.approx(136 * 1.2 / 1000)
+  assert out["sybils"]["mapping_relative_error"][0] < 0.01
+  assert not any(k in open(os.path.join(out["stage_dir"], "stage.json")).read() for k in keys)

@@ -82,6 +82,11 @@ def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed
     summary.update(api=cfg.target, api_account=account["name"], api_used=account["used"],
                    api_cost=account["cost"], api_replayed=op.http.replayed,
                    api_maybe_billed=int(account.get("maybe_billed", 0)))
+    if q.sybils is not None:  # The API's bills of every sybil key, summed.
+      bills = q.sybils["accounts"]
+      summary.update(api_account=",".join(b["api_account"] for b in bills),
+                     api_used=sum(b["api_used"] for b in bills),
+                     api_cost=round(sum(b["api_cost"] for b in bills), 6))
   if cfg.eval_heldout and op.http is not None:
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:

@@ -66,14 +66,28 @@ class Accounts:
     return self.services[0].defense
 
 
+def api_keys(cfg, accounts: int) -> list[str]:
+  """The sybils' keys for an HTTP API: ``steal.api_keys`` (or STOLEN_JAX_API_KEYS), one per
+  account, comma-separated."""
+  spec = cfg.get("api_keys") or os.environ.get("STOLEN_JAX_API_KEYS") or ""
+  keys = [k.strip() for k in str(spec).split(",") if k.strip()]
+  if len(keys) != accounts or len(set(keys)) != accounts:
+    raise ConfigError(f"steal.sybils={accounts} against an HTTP API needs {accounts} distinct "
+                      f"keys in steal.api_keys (or STOLEN_JAX_API_KEYS), comma-separated; "
+                      f"got {len(keys)}{' (repeated)' if len(set(keys)) != len(keys) else ''}")
+  return keys
+
+
 def open_accounts(op, accounts: int) -> list:
-  """One metered service per account (in process: the same target and defense, each its own
-  account name, log and budget share)."""
+  """One metered service per account: in process, the same target and defense under each
+  account's name; over HTTP, one client per key (each its own bill and budget on the server,
+  its own log here)."""
   if op.http is not None:
-    raise ConfigError("steal.sybils > 1 against an HTTP API is not supported yet: run the "
-                      "sybil steal against the checkpoint (in process), where each account "
-                      "is metered and billed apart")
-  cfg = op.cfg
+    from stolen_jax.eaas.client import HTTPService
+    services = [HTTPService(op.cfg.target, key) for key in api_keys(op.cfg, accounts)]
+    for k, s in enumerate(services):
+      s.attach_log(os.path.join(op.query_stage.dir, f"api_queries_sybil{k}.jsonl"))
+    return services
   return [eaas.QueryService(op.target.features_fn, defense=op.defense, account=f"sybil{k}",
                             log_path=os.path.join(op.query_stage.dir, f"queries_sybil{k}.jsonl"))
           for k in range(accounts)]
@@ -103,8 +117,11 @@ def query(op, requests, seed: int):
         f"{cfg.query_budget}; nothing was queried")
   t0 = time.perf_counter()
   dim = op.defense.answer_dim(op.target.meta.get("feature_dim"))
-  answers = [eaas.query_with_cache(s, pixels[idx], c, cfg.query_batch_size, feature_dim=dim)
-             for s, idx, c in zip(services, parts, caches)]
+  answers = []
+  for k, (s, idx, c) in enumerate(zip(services, parts, caches)):
+    if hasattr(s, "key_prefix"):  # Idempotency keys scoped to the account's images.
+      s.key_prefix = f"{c.key['images']}-sybil{k}-"
+    answers.append(eaas.query_with_cache(s, pixels[idx], c, cfg.query_batch_size, feature_dim=dim))
   out = np.zeros((n, answers[0].shape[1]), np.float32)
   out[parts[0]] = answers[0]
   reference = answers[0][:mapping]
@@ -116,6 +133,12 @@ def query(op, requests, seed: int):
     residual = apply_map(w, answers[k][:mapping]) - reference
     fit_error.append(float(np.sqrt(np.mean(residual ** 2)) /
                            max(float(np.sqrt(np.mean(reference ** 2))), 1e-12)))
-  bills = [{"account": f"sybil{k}", "queries": len(idx)} for k, idx in enumerate(parts)]
+  bills = []
+  for k, (s, idx) in enumerate(zip(services, parts)):
+    bill = {"account": f"sybil{k}", "queries": len(idx)}
+    if callable(getattr(s, "account", None)):  # The API's own bill of this key (HTTP).
+      a = s.account()
+      bill.update(api_account=a["name"], api_used=a["used"], api_cost=a["cost"])
+    bills.append(bill)
   return out, Accounts(services), caches, spent, time.perf_counter() - t0, {
       "accounts": bills, "mapping": mapping, "mapping_relative_error": fit_error}

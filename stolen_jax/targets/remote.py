@@ -16,6 +16,9 @@ def open_remote(cfg):
   else:
     from stolen_jax.eaas.client import HTTPService
     key = cfg.get("api_key") or os.environ.get("STOLEN_JAX_API_KEY")
+    if not key and int(cfg.get("sybils", 1)) > 1:  # A sybil steal: its first key reads /model.
+      from stolen_jax.steal.sybil import api_keys
+      key = api_keys(cfg, int(cfg.sybils))[0]
     service = HTTPService(cfg.target, key)
   meta = service.model()
   if meta.get("image_size") and meta.get("image_size") != cfg.image_size and kind(cfg.target) == "http":
