@@ -179,6 +179,8 @@ MEANINGS = {
     "prepare.image_size": "resize to this side (None: as published)",
     "prepare.seed": "seed of the subsets",
     # verify.
+    "steal.recover": "none, or auto: recognise the API's perturbation from its answers and "
+                     "undo it before training (steal/recover.py)",
     "steal.sybils": "accounts the attacker splits its surrogate set over (B4B's sybils)",
     "steal.api_keys": "the sybils' keys for an HTTP target, comma-separated (or "
                       "STOLEN_JAX_API_KEYS)",

@@ -126,6 +126,7 @@ def steal_block() -> ml_collections.ConfigDict:
       # Sybil accounts (steal/sybil.py): the surrogate split over ``sybils`` accounts, each
       # aligned to the first through ``sybil_mapping`` images both answer.
       sybils=1, sybil_mapping=500, api_keys=config_dict.placeholder(str),
+      recover="none",  # auto: recognise the API's perturbation and undo it (steal/recover.py).
       price_per_1000=1.2,  # $ per 1,000 queries for the tables' cost (Clarifai's, §VI); an HTTP API bills its own.
       max_weights_gb=4.0,  # An import:NAME:PATH target's file may declare at most this much.
       arch="resnet34", width=1.0, dtype="float32",

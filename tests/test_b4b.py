@@ -158,3 +158,58 @@ def test_sybils_through_http_use_real_keys_and_pay_each_bill(tiny_target, tmp_pa
   assert out["api_cost"] == pytest.approx(136 * 1.2 / 1000)
   assert out["sybils"]["mapping_relative_error"][0] < 0.01
   assert not any(k in open(os.path.join(out["stage_dir"], "stage.json")).read() for k in keys)
+
+
+def _synthetic(n: int, seed: int) -> np.ndarray:
+  """Features of a synthetic ReLU encoder (rank-6 latent structure, 32 dimensions)."""
+  r = np.random.default_rng(seed)
+  return (np.maximum(r.normal(size=(n, 6)) @ r.normal(size=(6, 32)), 0) * 0.3).astype(np.float32)
+
+
+def _coverage(answers, images) -> float:
+  tracker = B4B(answers.shape[1], B4BConfig(projections=4, bits=6, transform="none"))
+  tracker("a", answers, images)
+  return tracker.coverage("a")
+
+
+def test_recovery_recognises_each_perturbation_on_a_synthetic_target():
+  import jax.numpy as jnp
+  from stolen_jax.defenses.rounding import round_features
+  from stolen_jax.defenses.topk import topk
+  from stolen_jax.steal import recover
+  clean, shadow = _synthetic(800, 1), _synthetic(800, 2)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (800, 4, 4, 3), dtype=np.uint8)
+  noisy = clean + 0.3 * rng.normal(size=clean.shape).astype(np.float32)
+  cases = {
+      "none": (clean, "none"), "noise": (noisy, "noise"),
+      "topk": (np.asarray(topk(jnp.asarray(clean), 8)), "topk"),
+      "round": (np.asarray(round_features(jnp.asarray(clean), 1)), "round"),
+      "b4b_binary": (B4B(32, B4BConfig(transform="binary"))("a", clean, images), "b4b_binary"),
+  }
+  # B4B whose noise reaches α = 0.3 at the coverage these 800 answers reach.
+  coverage = _coverage(clean, images)
+  cases["b4b_pad"] = (B4B(32, B4BConfig(projections=4, bits=6, alpha=0.3, beta=coverage,
+                                        transform="shuffle_pad"))("a", clean, images), "b4b_pad")
+  for name, (answers, kind) in cases.items():
+    assert recover.detect(answers, shadow)["kind"] == kind, name
+  padded = recover.detect(cases["b4b_pad"][0], shadow)
+  assert len(padded["padding"]) == 32 and padded["then"]["kind"] == "noise"  # B4B's noise too.
+  assert recover.detect(cases["topk"][0], shadow)["k"] == 8
+  assert recover.detect(cases["round"][0], shadow)["decimals"] == 1
+  cos = lambda a, b: float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) /
+                                   np.linalg.norm(b, axis=1)))
+  restored = recover.recover(noisy, recover.detect(noisy, shadow))
+  assert cos(restored, clean) > cos(noisy, clean) + 0.05  # The Wiener filter helps.
+  np.testing.assert_array_equal(recover.recover(clean, {"kind": "none"}), clean)
+
+
+def test_a_recovering_steal_records_what_it_recognised(tiny_target, tmp_path):
+  from conftest import tiny_steal_config
+  from stolen_jax import steal
+  config = tiny_steal_config(tiny_target, recover="auto")
+  config.defense.name, config.defense.decimals = "round", 2
+  out = steal.run(config, str(tmp_path))
+  assert out["recover"]["kind"] == "round" and out["recover"]["decimals"] == 2
+  assert out["queries"] == 32  # The shadow costs no query.
+  assert len(list((tmp_path / "steal").iterdir())) == 2  # The steal and the attacker's shadow.

@@ -41,13 +41,33 @@ def train_alone(config, op: query_lib.Opened, mesh, t_start: float) -> dict:
   if op.cfg.variant == "pretrain_encoder":
     return pretrain_baseline(config, op.surrogate, op.stage, config.seed, t_start)
   q = query_lib.query(op, op.stage.dir, config.seed)
+  recovered = None
+  if op.cfg.get("recover", "none") == "auto":  # Recognise the perturbation, undo it.
+    from stolen_jax.steal import recover
+    recovered = recover.detect(q.target_features, _shadow_features(config, op, mesh))
+    q.target_features = recover.recover(q.target_features, recovered)
+    logging.info("steal: the answers show %s", recovered)
   data_for_epoch = None
   if q.aug_service is not None:
     data_for_epoch = query_lib.query_aug_data(op.cfg, op.surrogate.images, q.aug_service, op.stage.dir,
                                      config.seed, mesh)
   result, model = train_encoder(op.cfg, op.surrogate.images, q.target_features, op.stage.dir, mesh,
                                 config.seed, data_for_epoch, surrogate=op.cfg.surrogate)
-  return finish(op, q, result, model, mesh, config.seed, t_start)
+  return finish(op, q, result, model, mesh, config.seed, t_start,
+                **({"recover": recovered} if recovered is not None else {}))
+
+
+def _shadow_features(config, op: query_lib.Opened, mesh):
+  """The attacker's own clean encoder (``steal.variant=pretrain_encoder`` on its surrogate
+  set: no query; its own keyed stage) and its features of the surrogate images — what
+  clean answers look like, to recognise noise."""
+  import copy
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.steal.variant, cfg.steal.recover = "pretrain_encoder", "none"
+  shadow = run(cfg, op.stage.workdir, mesh=mesh, target=op.target, defense=op.defense)
+  fn, _ = features.restore_features_fn(shadow["stage_dir"], mesh)
+  return np.asarray(fn(op.surrogate.images))
 
 
 def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed: int, t_start: float,

@@ -89,6 +89,7 @@ def validate_settings(cfg) -> None:
   choose("steal.bn_passes", cfg.bn_passes, ("separate", "joint"))
   if not np.isfinite(cfg.lambda_) or cfg.lambda_ < 0:
     raise ConfigError(f"steal.lambda_={cfg.lambda_} must be a finite number >= 0")
+  choose("steal.recover", cfg.get("recover", "none"), ("none", "auto"))
   sybils = cfg.get("sybils", 1)
   if not isinstance(sybils, int) or isinstance(sybils, bool) or not 1 <= sybils <= 64:
     raise ConfigError(f"steal.sybils={sybils!r} must be an integer in [1, 64] (accounts)")
@@ -127,6 +128,8 @@ def stolenencoder_settings(cfg) -> dict:
   registered carries, and the shadow encoder's."""
   # The sybil plan's keys only where it is used: single-account keys stay what they were.
   single = () if int(cfg.get("sybils", 1)) > 1 else ("sybils", "sybil_mapping")
+  if cfg.get("recover", "none") == "none":  # Keys of steals that recover nothing unchanged.
+    single += ("recover",)
   return stages.settings_of(cfg, exclude=("attack",) + tuple(attacks.REGISTRY) + single)
 
 
