@@ -211,6 +211,26 @@ def test_attacks_x_defenses_cells_pay_equal_budgets_at_every_scale():
     assert len({b // 10 for b in budgets}) == 2, budgets
 
 
+def test_the_adaptive_adversary_cells_pay_the_same_budget():
+  """Sybil cells (2 and 5 accounts against B4B) pay |D| + (N − 1)·M = the budget, and the
+  recovering cells are the same attacks with ``steal.recover=auto``."""
+  from stolen_jax import jobs, sweep
+  config = _load_config("configs/paper/attacks_x_defenses.py",
+                        "demo,budgets=512,defenses=none|b4b,sybils=2|5,recover=auto")
+  cells = sweep.cells(config)
+  sybil_cells = [c for c in cells if c["steal.sybils"] > 1]
+  assert {c["steal.sybils"] for c in sybil_cells} == {2, 5}
+  assert {c["steal.attack"] for c in sybil_cells} == {
+      "stolenencoder", "conventional", "dziedzic_infonce", "dziedzic_softnn"}
+  for c in sybil_cells:
+    assert c["defense.name"] == "b4b"
+    assert c["steal.surrogate_size"] + (c["steal.sybils"] - 1) * c["steal.sybil_mapping"] == 512
+    jobs.validate(sweep.cell_config(config, c, 0))
+  recovering = [c for c in cells if c["steal.recover"] == "auto"]
+  assert len(recovering) == len(attacks.REGISTRY) and all(
+      c["defense.name"] == "b4b" for c in recovering)
+
+
 def test_attacks_x_defenses_table_runs_at_tiny_size(tmp_path):
   """The table's sweep at tiny size: one row per cell, equal budgets, the cost columns
   filled, the grid plot written."""

@@ -9,7 +9,10 @@ Run (scale = paper | cpu | demo):
       --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
       --config.probe.datasets=npz:DIR/mnist.npz,npz:DIR/cifar10.npz --config.sweep.doc=docs/results/attacks.md
 ``--config.sweep.seeds=0,1`` for error bars; a part of the table with options after the scale,
-e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b``.
+e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b``. The adaptive adversary:
+``sybils=2|5`` adds, against B4B, the one-answer attacks spread over 2 and 5 accounts (the
+same queries in all: |D| + (N − 1)·M, ``sybil_plan``); ``recover=auto`` adds each attack
+recognising and undoing each defense's perturbation (``steal.recover``).
 
 Equal budgets: an attack whose plan buys V answers per surrogate image (Cont-Steal's views,
 RDA's prototype views) gets budget // V images, so every row of a budget paid the same
@@ -38,20 +41,30 @@ def _views(config, name: str) -> int:
 
 
 def _options(arg: str):
-  """'SCALE[,budgets=B1|B2][,defenses=D1|D2]' (a part of the table; the default is all)."""
+  """'SCALE[,budgets=B1|B2][,defenses=D1|D2][,sybils=2|5][,recover=auto]' (a part of the
+  table; the default is all defenses, one account, no recovery)."""
   scale, *parts = [p.strip() for p in arg.split(",")]
-  options = {"budgets": None, "defenses": None}
+  options = {"budgets": None, "defenses": None, "sybils": None, "recover": None}
   for part in parts:
     key, sep, value = part.partition("=")
     if not sep or key not in options:
-      raise ValueError(f"attacks_x_defenses: bad option {part!r} (budgets=B1|B2, defenses=D1|D2)")
+      raise ValueError(f"attacks_x_defenses: bad option {part!r} (budgets=B1|B2, "
+                       "defenses=D1|D2, sybils=N1|N2, recover=auto)")
     options[key] = value.split("|")
   budgets = tuple(int(b) for b in options["budgets"]) if options["budgets"] else BUDGETS[scale]
-  return scale, budgets, tuple(options["defenses"] or DEFENSES)
+  sybils = tuple(int(n) for n in options["sybils"] or ())
+  return scale, budgets, tuple(options["defenses"] or DEFENSES), sybils, bool(options["recover"])
+
+
+def sybil_plan(budget: int, accounts: int) -> tuple[int, int]:
+  """(surrogate images, mapping images) of a sybil plan that pays ``budget`` queries in all:
+  |D| + (N − 1)·M = budget with M = budget // (4N) (at least 2)."""
+  mapping = max(2, budget // (4 * accounts))
+  return budget - (accounts - 1) * mapping, mapping
 
 
 def get_config(arg="demo"):
-  scale, budgets, defenses = _options(arg)
+  scale, budgets, defenses, sybils, recover = _options(arg)
   config = defaults.scaled_config(scale)
   config.job = "sweep"
   config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
@@ -64,13 +77,24 @@ def get_config(arg="demo"):
   cells = []
   for budget in budgets:
     for name in attacks.REGISTRY:
-      images = budget // _views(config, name)
+      views = _views(config, name)
+      images = budget // views
       for defense in defenses:
-        cells.append((name, images, min(config.steal.batch_size, images), defense))
+        batch = min(config.steal.batch_size, images)
+        cells.append((name, images, batch, defense, 1, 500, "none"))
+        if recover and defense != "none":
+          cells.append((name, images, batch, defense, 1, 500, "auto"))
+        if defense == "b4b" and views == 1:  # Sybils take one-answer-per-image plans.
+          for n in sybils:
+            size, mapping = sybil_plan(budget, n)
+            cells.append((name, size, min(config.steal.batch_size, size), defense, n, mapping,
+                          "none"))
+  names = ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name",
+           "steal.sybils", "steal.sybil_mapping", "steal.recover")
+  used = [0, 1, 2, 3] + ([4, 5] if sybils else []) + ([6] if recover else [])
   columns = list(zip(*cells))
-  config.sweep.axes = "; ".join(
-      f"{key}={','.join(str(v) for v in values)}" for key, values in zip(
-          ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name"), columns))
+  config.sweep.axes = "; ".join(f"{names[i]}={','.join(str(v) for v in columns[i])}"
+                                for i in used)
   config.sweep.note = (f"Budgets {' and '.join(map(str, budgets))} queries; "
                        "steal.surrogate_size = budget // the attack's views per image.")
   config.sweep.plot = "grid:steal.attack,defense.name"
