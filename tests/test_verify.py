@@ -209,3 +209,20 @@ def test_a_pipeline_verifies_its_stolen_encoder_and_innocents(tmp_path):
   assert len(list((tmp_path / "verify").iterdir())) == 2
   again = pipeline.run(config, str(tmp_path), print_table=False)
   assert again["verification"] == v
+
+
+def test_a_suspect_behind_an_http_api_is_billed_for_every_query(tmp_path):
+  """The suspect served by our HTTP API: the verifier pays with a key, and the server's
+  ledger bills exactly the queries the summary reports."""
+  from stolen_jax.eaas import ledger as ledger_lib, server
+  from test_serve import ThreadServer
+  ledger = ledger_lib.Ledger(str(tmp_path / "ledger.sqlite"))
+  app = server.make_app(ve.stolen, ledger, image_size=16, feature_dim=ve.DIM,
+                        model_info={"fingerprint": "suspect"}, batch_window_ms=0)
+  key = ledger.add_key("verifier", budget=2000)
+  with ThreadServer(app) as url:
+    config = _config("stolen", num_samples=200, methods="fidelity")
+    config.verify.suspect, config.verify.api_key = url, key
+    out = _run(config, tmp_path)
+  assert out["combined"]["stolen"]
+  assert out["suspect_queries"] == 200 == ledger.authenticate(key).used

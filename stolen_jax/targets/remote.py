@@ -21,7 +21,8 @@ def open_remote(cfg):
       key = api_keys(cfg, int(cfg.sybils))[0]
     service = HTTPService(cfg.target, key)
   meta = service.model()
-  if meta.get("image_size") and meta.get("image_size") != cfg.image_size and kind(cfg.target) == "http":
+  if (cfg.image_size and meta.get("image_size") and meta.get("image_size") != cfg.image_size
+      and kind(cfg.target) == "http"):
     raise ConfigError(f"the API serves {meta.get('image_size')}-px images; set "
                       f"steal.image_size={meta.get('image_size')}")
   server_defense = meta.get("defense") or {"name": "none"}
