@@ -141,6 +141,8 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
     s_probe = probe.probe_stage(workdir, spec, stolen_fn, {"encoder": stolen_meta["fingerprint"]},
                                 train, test, cfg, mesh, seed, strict)
     fid = probe.fidelity(t_probe, s_probe)
+    if defense.out_dim is not None:  # Per-account spaces (B4B): feature cosines do not compare.
+      fid["cosine_similarity"] = None
     row = {"dataset": slug, "ta": t_probe["accuracy"], "sa": s_probe["accuracy"],
            "queries": steal_summary["queries"],
            "cost": round(steal_summary["queries"] * config.steal.price_per_1000 / 1000, 4),
@@ -154,9 +156,10 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
       clean = probe.probe_stage(workdir, spec, target.features_fn,
                                 {"encoder": target.meta["fingerprint"], "defense": {"name": "none"}},
                                 train, test, cfg, mesh, seed, strict)
-      row.update(ta_undefended=clean["accuracy"],
-                 utility_cosine=-float(losses.distance("cosine", np.asarray(clean["test_features"]),
-                                                       np.asarray(t_probe["test_features"]))))
+      clean_f, defended_f = (np.asarray(p["test_features"]) for p in (clean, t_probe))
+      row.update(ta_undefended=clean["accuracy"], utility_cosine=None if (
+          clean_f.shape != defended_f.shape) else -float(losses.distance("cosine", clean_f,
+                                                                         defended_f)))
     if steal_summary.get("failed"):
       row["failed"] = True
     rows.append(row)

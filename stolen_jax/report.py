@@ -24,12 +24,14 @@ def rows_for_table(rows: list[dict]) -> list[dict]:
     row = {"dataset": r["dataset"] + (" (steal FAILED)" if r.get("failed") else ""),
            "ta": _pct(r["ta"]), "sa": _pct(r["sa"]),
            "sa_over_ta": _pct(r["sa"] / r["ta"]) if r["ta"] else None,
-           "queries": r["queries"], "cost": r.get("cost"), "cosine": round(r["cosine"], 4),
+           "queries": r["queries"], "cost": r.get("cost"),
+           "cosine": None if r["cosine"] is None else round(r["cosine"], 4),
            "agreement": _pct(r["agreement"])}
     if "ta_undefended" in r:
       row.update(ta_undefended=_pct(r["ta_undefended"]),
                  ta_drop=round(100 * (r["ta_undefended"] - r["ta"]), 2),
-                 utility_cosine=round(r["utility_cosine"], 4))
+                 utility_cosine=None if r["utility_cosine"] is None else round(
+                     r["utility_cosine"], 4))
     out.append(row)
   return out
 

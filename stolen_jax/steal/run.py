@@ -145,12 +145,27 @@ def heldout_fidelity(cfg, state, model, target: Target, mesh, seed) -> dict:
   random_vars = jax.jit(model.encoder.init)(jax.random.PRNGKey(seed + 99), jnp.asarray(images[:1], jnp.float32))
   f_r = features.extract(stolen_fn, random_vars, images, mesh)
   out = {"num_images": len(images)}
+  f_t = np.asarray(f_t, np.float32)
+  if f_s.shape[1] != f_t.shape[1]:
+    # The answers lived in another space (a defense's per-account transformation): compare
+    # through the affine map fitted on one half of the images, evaluated on the other.
+    half = len(images) // 2
+    f_s, f_r = (_mapped(f[:half], f_t[:half], f[half:]) for f in (f_s, f_r))
+    f_t = f_t[half:]
+    out["mapped"] = "affine map fitted on the other half (the answers' space differs)"
   for name, f in (("stolen", f_s), ("random", f_r)):
     # Cosine and ℓ2 on normalised features: comparable across encoders of any scale.
     out[f"{name}_cosine"] = float(-losses.distance("cosine", f_t, f))
     out[f"{name}_l2_normalized"] = float(losses.distance(
         "l2", losses.l2_normalize(jnp.asarray(f_t)), losses.l2_normalize(jnp.asarray(f))))
   return out
+
+
+def _mapped(source, reference, apply_to) -> np.ndarray:
+  """``apply_to`` through the least-squares affine map from ``source`` to ``reference``."""
+  x = np.concatenate([source, np.ones((len(source), 1), np.float32)], 1)
+  w, *_ = np.linalg.lstsq(x, reference, rcond=None)
+  return np.concatenate([apply_to, np.ones((len(apply_to), 1), np.float32)], 1) @ w
 
 
 def pretrain_baseline(config, surrogate, stage, seed, t_start) -> dict:

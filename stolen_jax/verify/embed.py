@@ -40,9 +40,8 @@ def mark_settings(cfg) -> dict:
 
 
 def validate(cfg) -> None:
-  """One ConfigError for a bad ``watermark`` setting."""
-  if not cfg.victim:
-    raise ConfigError("watermark.victim is required: the encoder checkpoint to watermark")
+  """One ConfigError for a bad ``watermark`` setting (the victim is checked when the job
+  runs: a pipeline names it itself)."""
   mark._validate(_as_defense(cfg))
   if not 0 < float(cfg.stamped_share) <= 0.5:
     raise ConfigError(f"watermark.stamped_share={cfg.stamped_share} must be in (0, 0.5]")
@@ -83,6 +82,8 @@ def run(config, workdir: str) -> dict:
   from stolen_jax.steal.trainer import train_encoder
   cfg = config.watermark
   validate(cfg)
+  if not cfg.victim:
+    raise ConfigError("watermark.victim is required: the encoder checkpoint to watermark")
   mesh = parallel.make_mesh()
   encoder, variables, meta = checkpoint.restore_encoder(cfg.victim)
   size = int(meta["image_size"])
