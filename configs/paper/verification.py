@@ -7,7 +7,8 @@ Run (scale = paper | cpu | demo):
   python -m stolen_jax.main --config=configs/paper/verification.py:demo --workdir=workdir/verification \\
       --config.sweep.seeds=0,1 --config.sweep.doc=docs/results/verification.md
   (``:cpu`` with the datasets named as in ``attacks_x_defenses.py``; options after the scale:
-  ``budgets=B1|B2``, ``defenses=none|answer_watermark|encoder_watermark|noise|...``.)
+  ``budgets=B1|B2``, ``defenses=none|answer_watermark|encoder_watermark|noise|...``,
+  ``attacks=stolenencoder|contsteal|...``.)
 The cells' stages are those of ``attacks_x_defenses.py`` (a finished cell of it is reused).
 
 Innocents (``verify.innocents``): a SimCLR target of another seed on other data, a MoCo
@@ -35,20 +36,25 @@ INNOCENTS = {
 
 def _options(arg: str):
   scale, *parts = [p.strip() for p in arg.split(",")]
-  budgets, providers = BUDGETS[scale], DEFAULT_PROVIDERS
+  budgets, providers, names = BUDGETS[scale], DEFAULT_PROVIDERS, tuple(attacks.REGISTRY)
   for part in parts:
     key, sep, value = part.partition("=")
     if key == "budgets" and sep:
       budgets = tuple(int(b) for b in value.split("|"))
     elif key == "defenses" and sep:
       providers = tuple(value.split("|"))
+    elif key == "attacks" and sep:
+      names = tuple(value.split("|"))
+      for name in names:
+        attacks.get(name)
     else:
-      raise ValueError(f"verification: bad option {part!r} (budgets=B1|B2, defenses=D1|D2)")
-  return scale, budgets, providers
+      raise ValueError(f"verification: bad option {part!r} (budgets=B1|B2, defenses=D1|D2, "
+                       "attacks=A1|A2)")
+  return scale, budgets, providers, names
 
 
 def get_config(arg="demo"):
-  scale, budgets, providers = _options(arg)
+  scale, budgets, providers, names = _options(arg)
   # The settings of attacks_x_defenses.py (so its finished stages are reused).
   config = defaults.scaled_config(scale)
   config.job = "sweep"
@@ -65,7 +71,7 @@ def get_config(arg="demo"):
   config.defense.watermark.seed = 20221107
   cells = []
   for budget in budgets:
-    for name in attacks.REGISTRY:
+    for name in names:
       attack = attacks.get(name)
       images = budget // max(1, attack.query_views(attacks.block_of(config.steal, attack)))
       for provider in providers:

@@ -31,13 +31,14 @@ def innocents_markdown(table: list[dict]) -> str:
   cell (victim answers under each defense) and seed: the measured false-positive rates."""
   seen, counts = set(), {}
   for r in table:
-    for i, v in enumerate(r.get("verification") or []):
-      if (r["cell"], i) in seen:
-        continue
+    for v in r.get("verification") or []:
       for name, ps in v["innocents"].items():
         for m, p in ps.items():
-          counts.setdefault((name, m), []).append(p)
-      seen.add((r["cell"], i))
+          # One verification appears in every cell that shares its victim, suspect, data
+          # and key (the same p-value to the last bit): counted once.
+          if (name, m, p) not in seen:
+            seen.add((name, m, p))
+            counts.setdefault((name, m), []).append(p)
   if not counts:
     return ""
   lines = ["| innocent encoder | method | verifications | FPR at α=0.01 | FPR at α=0.05 | "

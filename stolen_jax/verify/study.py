@@ -68,6 +68,9 @@ def _p_values(config, workdir: str, victim: str, suspect: str) -> dict:
   cfg = copy.deepcopy(config)
   with cfg.unlocked():
     cfg.verify.victim, cfg.verify.suspect = victim, suspect
+    # Each seed of a cell draws its own public subset, halves and decoys: the seeds'
+    # verifications of one innocent are separate trials, not one trial repeated.
+    cfg.verify.seed = int(config.seed)
   with contextlib.redirect_stdout(io.StringIO()):  # The cell prints one line for all.
     out = job.run(cfg, workdir)
   return {m: r["p_value"] for m, r in out["methods"].items() if r["p_value"] is not None}
