@@ -276,7 +276,9 @@ def keys(block) -> list[tuple[str, object]]:
 
 def meaning(block: str, key: str):
   """The documented meaning of ``block.key`` (None when it has none)."""
-  for candidate in (f"{block}.{key}" if block else key, key, key.split(".")[-1]):
+  # The full key, then its shorter forms (defense.b4b.alpha: b4b.alpha, shared with serve's).
+  for candidate in (f"{block}.{key}" if block else key, key, ".".join(key.split(".")[-2:]),
+                    key.split(".")[-1]):
     if candidate in MEANINGS:
       return MEANINGS[candidate]
     if candidate in _SHARED:
