@@ -65,6 +65,7 @@ def _shadow_features(config, op: query_lib.Opened, mesh):
   cfg = copy.deepcopy(config)
   with cfg.unlocked():
     cfg.steal.variant, cfg.steal.recover = "pretrain_encoder", "none"
+    cfg.steal.attack = "stolenencoder"  # Its pre-trained encoder, whatever the attack.
   shadow = run(cfg, op.stage.workdir, mesh=mesh, target=op.target, defense=op.defense)
   fn, _ = features.restore_features_fn(shadow["stage_dir"], mesh)
   return np.asarray(fn(op.surrogate.images))

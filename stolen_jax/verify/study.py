@@ -44,8 +44,8 @@ def innocent_encoder(config, workdir: str, name: str, overrides: dict, target, m
   """The stage directory of the innocent ``name`` (trained here if not yet)."""
   cfg = copy.deepcopy(config)
   if name == ATTACKER_PRETRAIN:
-    with cfg.unlocked():
-      cfg.steal.variant = "pretrain_encoder"
+    with cfg.unlocked():  # The same encoder whatever the cell's attack (one stage for all).
+      cfg.steal.variant, cfg.steal.attack = "pretrain_encoder", "stolenencoder"
     return steal.run(cfg, workdir, mesh=mesh, target=target)["stage_dir"]
   with cfg.unlocked():
     cfg.steal.target = None
