@@ -1,6 +1,8 @@
 """Ownership verification (``job=verify``): each method flags a copy and spares innocents, the
 suspect is metered, a rerun pays nothing, and bad inputs get one clear error each."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,15 @@ def test_a_suspect_behind_an_http_api_is_billed_for_every_query(tmp_path):
     out = _run(config, tmp_path)
   assert out["combined"]["stolen"]
   assert out["suspect_queries"] == 200 == ledger.authenticate(key).used
+
+
+def test_the_attackers_innocent_is_one_stage_whatever_the_cells_attack():
+  from conftest import tiny_steal_config
+  from stolen_jax import steal
+  from stolen_jax.verify import study
+  keys = set()
+  for attack in ("stolenencoder", "conventional", "contsteal"):
+    config = study.attacker_pretrain_config(tiny_steal_config("target", attack=attack))
+    steal.validate_settings(config.steal)
+    keys.add(json.dumps(steal.steal_settings(config), sort_keys=True))
+  assert len(keys) == 1

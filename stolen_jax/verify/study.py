@@ -40,13 +40,21 @@ def parse_innocents(spec: str) -> list[tuple[str, dict]]:
   return out
 
 
+def attacker_pretrain_config(config):
+  """The cell's config for the attacker's own pre-trained encoder: StolenEncoder's
+  ``pretrain_encoder`` variant whatever the cell's attack (one stage for all cells)."""
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.steal.variant, cfg.steal.attack = "pretrain_encoder", "stolenencoder"
+  return cfg
+
+
 def innocent_encoder(config, workdir: str, name: str, overrides: dict, target, mesh) -> str:
   """The stage directory of the innocent ``name`` (trained here if not yet)."""
-  cfg = copy.deepcopy(config)
   if name == ATTACKER_PRETRAIN:
-    with cfg.unlocked():  # The same encoder whatever the cell's attack (one stage for all).
-      cfg.steal.variant, cfg.steal.attack = "pretrain_encoder", "stolenencoder"
-    return steal.run(cfg, workdir, mesh=mesh, target=target)["stage_dir"]
+    return steal.run(attacker_pretrain_config(config), workdir, mesh=mesh,
+                     target=target)["stage_dir"]
+  cfg = copy.deepcopy(config)
   with cfg.unlocked():
     cfg.steal.target = None
     for key, value in overrides.items():
