@@ -131,6 +131,7 @@ def test_a_two_account_sybil_steal_pays_the_sum_of_both_bills(tiny_target, tmp_p
   assert "sybils" not in steal.steal_settings(single)  # Single-account keys unchanged.
 
 
+@pytest.mark.slow  # 25 s: the in-process sybil steal is in the default run.
 def test_sybils_through_http_use_real_keys_and_pay_each_bill(tiny_target, tmp_path):
   """Two keys of our HTTP API with B4B on: each key pays its share on the server's ledger,
   the steal's queries and $ are the sum of both bills, and its stage key holds no key."""
@@ -204,6 +205,7 @@ def test_recovery_recognises_each_perturbation_on_a_synthetic_target():
   np.testing.assert_array_equal(recover.recover(clean, {"kind": "none"}), clean)
 
 
+@pytest.mark.slow  # 20 s (a shadow pre-trained, then the steal); recognition is tested above.
 def test_a_recovering_steal_records_what_it_recognised(tiny_target, tmp_path):
   from conftest import tiny_steal_config
   from stolen_jax import steal
