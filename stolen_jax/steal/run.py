@@ -178,7 +178,11 @@ def pretrain_baseline(config, surrogate, stage, seed, t_start) -> dict:
     base.split = cfg.surrogate_split
     base.num_examples = len(surrogate)
     base.knn.enabled = False
-  summary = pretrain.train(base, stage.dir, seed, stage="steal")
+  from stolen_jax.steal.settings import attacker_init_seed
+  # The attacker's own initial weights (not the target's, were the seeds equal), trained on
+  # its surrogate images themselves where the recipe's image size is theirs.
+  own = surrogate if surrogate.images.shape[1] == int(base.image_size) else None
+  summary = pretrain.train(base, stage.dir, attacker_init_seed(seed), stage="steal", data=own)
   summary.update(variant="pretrain_encoder", queries=0, queries_this_run=0,
                  surrogate=f"{cfg.surrogate}:{cfg.surrogate_split}", surrogate_size=len(surrogate),
                  stage_dir=stage.dir, wall_s=round(time.perf_counter() - t_start, 2))

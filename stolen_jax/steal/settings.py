@@ -133,6 +133,17 @@ def stolenencoder_settings(cfg) -> dict:
   return stages.settings_of(cfg, exclude=("attack",) + tuple(attacks.REGISTRY) + single)
 
 
+# The attacker draws its own initial weights: with the target's recipe and the same seed,
+# its pre-trained baseline would otherwise start from the victim's very weights (and stay
+# correlated with it, coordinate by coordinate, without having seen a single answer).
+ATTACKER_INIT_OFFSET = 1_000_003
+
+
+def attacker_init_seed(seed: int) -> int:
+  """The seed of the attacker's own pre-trained encoder's initial weights."""
+  return int(seed) + ATTACKER_INIT_OFFSET
+
+
 def steal_settings(config) -> dict:
   """What determines a stolen encoder (the stage key): the attack's settings and seed, and
   for the pre-training-encoder baseline the target's pretraining recipe it reuses. A
@@ -146,6 +157,7 @@ def steal_settings(config) -> dict:
     if cfg.variant == "pretrain_encoder":
       settings["pretrain"] = stages.settings_of(config.pretrain, exclude=(
           "dataset", "split", "num_examples", "knn"))
+      settings["init_seed"] = attacker_init_seed(config.seed)
     return settings
   settings = {k: v for k, v in stolenencoder_settings(cfg).items() if k not in STOLENENCODER_KEYS}
   return {**settings, "attack": {"name": attack.name, **attacks.settings(cfg, attack)},
