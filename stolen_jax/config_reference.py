@@ -211,6 +211,8 @@ MEANINGS = {
     "verify.enabled": "in a pipeline or sweep: verify each cell's stolen encoder against its target",
     "verify.innocents": "in a pipeline: innocent encoders verified too ('simclr:seed=101,"
                         "dataset=embedded:textures; moco:seed=102; attacker_pretrain')",
+    "verify.innocent_surrogate_size": "surrogate images of the attacker's own pre-trained "
+                                      "innocent (0: the cell's, at least one batch)",
     "verify.watermark_seed": "encoder_watermark: the key the victim was watermarked with",
     "verify.dataset_inference.components": "dataset inference: GMM components (at most n/10)",
     "verify.dataset_inference.reg_covar": "dataset inference: GMM covariance regulariser",

@@ -260,7 +260,7 @@ def verify_block() -> ml_collections.ConfigDict:
       max_weights_gb=4.0, watermark_seed=config_dict.placeholder(int),
       # In a pipeline (configs/paper/verification.py): verify each cell's stolen encoder and
       # the innocents (verify.study.parse_innocents) against its target.
-      enabled=False, innocents="",
+      enabled=False, innocents="", innocent_surrogate_size=0,
       dataset_inference=ml_collections.ConfigDict(dict(components=50, reg_covar=1e-4))))
 
 

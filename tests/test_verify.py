@@ -235,8 +235,11 @@ def test_the_attackers_innocent_is_one_stage_whatever_the_cells_attack():
   from stolen_jax import steal
   from stolen_jax.verify import study
   keys = set()
-  for attack in ("stolenencoder", "conventional", "contsteal"):
-    config = study.attacker_pretrain_config(tiny_steal_config("target", attack=attack))
+  for attack, size in (("stolenencoder", 32), ("conventional", 32), ("rda", 8)):
+    config = tiny_steal_config("target", attack=attack, surrogate_size=size)
+    config.verify = defaults.verify_block()
+    config.verify.innocent_surrogate_size = 32
+    config = study.attacker_pretrain_config(config)
     steal.validate_settings(config.steal)
     keys.add(json.dumps(steal.steal_settings(config), sort_keys=True))
   assert len(keys) == 1

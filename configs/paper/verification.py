@@ -66,6 +66,9 @@ def get_config(arg="demo"):
   config.verify = defaults.verify_block()
   config.verify.enabled = True
   config.verify.innocents = INNOCENTS[scale]
+  # The attacker's own pre-trained innocent on the budget's worth of surrogate images: one
+  # encoder for every cell (RDA's 51 images would not fill a pre-training batch).
+  config.verify.innocent_surrogate_size = max(budgets)
   config.watermark = defaults.watermark_block()
   config.verify.watermark_seed = config.watermark.seed = 20221107
   config.defense.watermark.seed = 20221107

@@ -42,10 +42,15 @@ def parse_innocents(spec: str) -> list[tuple[str, dict]]:
 
 def attacker_pretrain_config(config):
   """The cell's config for the attacker's own pre-trained encoder: StolenEncoder's
-  ``pretrain_encoder`` variant whatever the cell's attack (one stage for all cells)."""
+  ``pretrain_encoder`` variant on ``verify.innocent_surrogate_size`` surrogate images (0: the
+  cell's, at least one pre-training batch), whatever the cell's attack — one stage for every
+  cell of a study that sets the size."""
   cfg = copy.deepcopy(config)
+  size = int(cfg.verify.get("innocent_surrogate_size") or 0) or max(
+      int(cfg.steal.surrogate_size), int(cfg.pretrain.batch_size))
   with cfg.unlocked():
     cfg.steal.variant, cfg.steal.attack = "pretrain_encoder", "stolenencoder"
+    cfg.steal.surrogate_size, cfg.steal.batch_size = size, min(int(cfg.steal.batch_size), size)
   return cfg
 
 
