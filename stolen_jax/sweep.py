@@ -124,12 +124,18 @@ def cell_key(cfg) -> str:
   """What determines a cell's results: the settings of its stages (as their keys see them),
   not the whole config — so a new config key elsewhere does not void finished cells."""
   from stolen_jax import defenses, pretrain, probe, steal
-  return stages.key_of({
+  key = {
       "target": stages.plain(cfg.steal.target) if cfg.steal.target else pretrain.stage_settings(cfg),
       "steal": steal.steal_settings(cfg),
       "defense": {**defenses.settings(cfg.defense), "shadow": _shadow_key(cfg)},
       "probe": {**probe.probe_settings(cfg.probe), "datasets": cfg.probe.datasets},
-      "seed": cfg.seed})
+      "seed": cfg.seed}
+  # A watermarked target and the verification change a cell's results; cells without them
+  # keep the keys they always had.
+  for block in ("watermark", "verify"):
+    if cfg.get(block) is not None and cfg[block].get("enabled"):
+      key[block] = stages.settings_of(cfg[block], exclude=("victim", "suspect", "api_key"))
+  return stages.key_of(key)
 
 
 def _shadow_key(cfg) -> dict:

@@ -243,3 +243,17 @@ def test_the_attackers_innocent_is_one_stage_whatever_the_cells_attack():
     steal.validate_settings(config.steal)
     keys.add(json.dumps(steal.steal_settings(config), sort_keys=True))
   assert len(keys) == 1
+
+
+def test_a_watermarked_target_and_verification_are_part_of_a_cells_key():
+  from stolen_jax import sweep
+  config = _config("stolen")
+  config.job = "sweep"
+  plain = defaults.demo_config()
+  with_blocks = defaults.demo_config()
+  with_blocks.verify, with_blocks.watermark = defaults.verify_block(), defaults.watermark_block()
+  assert sweep.cell_key(plain) == sweep.cell_key(with_blocks)  # Disabled: keys unchanged.
+  with_blocks.watermark.enabled = True
+  marked = sweep.cell_key(with_blocks)
+  with_blocks.verify.enabled = True
+  assert len({sweep.cell_key(plain), marked, sweep.cell_key(with_blocks)}) == 3
