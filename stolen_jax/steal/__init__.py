@@ -32,5 +32,6 @@ from stolen_jax.attacks.stolenencoder import steal_step
 __all__ = ["run", "run_stack", "stack_group", "make_stacked_trainer", "unstack_state",
            "make_trainer", "train_encoder", "build_stolen_model", "default_one_pass", "steal_step",
            "validate_settings", "steal_settings", "attack_settings", "surrogate_count",
-           "load_surrogate", "heldout_failure", "heldout_fidelity", "open_target", "open_remote", "is_remote", "VARIANTS",
+           "load_surrogate", "heldout_failure", "heldout_fidelity", "open_target", "open_remote",
+           "is_remote", "VARIANTS",
            "STACKABLE_AXES"]

@@ -90,5 +90,10 @@ def test(ctx: Context) -> Outcome:
                  extra=own)
 
 
+def samples(cfg, data) -> int:
+  """Public images stamped as trigger inputs (and as many controls)."""
+  return min(int(cfg.watermark_samples), len(data["public"]))
+
+
 METHOD = Method("answer_watermark", "EmbMarker (Peng et al., ACL 2023), for image encoders",
-                applies, suspect_sets, test)
+                applies, suspect_sets, test, samples=samples, min_samples=MIN_SAMPLES)

@@ -46,7 +46,7 @@ class Outcome:
 
   def record(self) -> dict:
     """The outcome as summary.json holds it."""
-    return {k: v for k, v in dataclasses.asdict(self).items()}
+    return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,12 @@ class Method:
   # (cfg, data, defense, shared_space) -> {set name: images} the suspect must answer.
   suspect_sets: Callable[..., dict]
   test: Callable[[Context], Outcome]
+  # (cfg, data) -> the images per set its test would have; at least ``min_samples``.
+  samples: Callable[..., int]
+  min_samples: int
   shared_space: bool = True  # Needs the suspect's features in the victim's coordinates.
+  # (cfg, data, shared_space) -> {set name: images} only the victim answers (not metered).
+  victim_sets: Callable[..., dict] = lambda cfg, data, shared_space: {}
 
 
 def decoy_p_value(observed: float, decoys: np.ndarray) -> float:

@@ -24,10 +24,14 @@ from stolen_jax.verify.base import Context, Method, Outcome, unit
 MIN_SAMPLES = 50
 
 
+def half_size(cfg, data) -> int:
+  """Images in each half of the private data (the density model's, the suspect's)."""
+  return min(int(cfg.num_samples), len(data["private"]) // 2)
+
+
 def _halves(cfg, data) -> tuple[np.ndarray, np.ndarray]:
-  private = data["private"]
-  n = min(int(cfg.num_samples), len(private) // 2)
-  return private[:n], private[n:2 * n]
+  n = half_size(cfg, data)
+  return data["private"][:n], data["private"][n:2 * n]
 
 
 def applies(cfg, defense, victim_meta, data=None) -> str | None:
@@ -40,9 +44,14 @@ def applies(cfg, defense, victim_meta, data=None) -> str | None:
 def suspect_sets(cfg, data, defense, shared_space: bool = True) -> dict:
   fit, held = _halves(cfg, data)
   sets = {"private_b": held, "public": data["public"][:int(cfg.num_samples)]}
-  if not shared_space:
+  if not shared_space:  # The density model is then fitted in the suspect's own space.
     sets["private_a"] = fit
   return sets
+
+
+def victim_sets(cfg, data, shared_space: bool = True) -> dict:
+  """The half the victim's density model is fitted on (the victim's own answers)."""
+  return {"private_a": _halves(cfg, data)[0]} if shared_space else {}
 
 
 def test(ctx: Context) -> Outcome:
@@ -77,4 +86,5 @@ def test(ctx: Context) -> Outcome:
 
 
 METHOD = Method("dataset_inference", "Dziedzic et al., NeurIPS 2022", applies, suspect_sets, test,
-                shared_space=False)
+                samples=half_size, min_samples=MIN_SAMPLES, shared_space=False,
+                victim_sets=victim_sets)

@@ -5,7 +5,8 @@ The task is the answer watermark's (``defenses.answer_watermark``) moved into th
 the victim's private data, the encoder is fine-tuned from its own weights (``steal.trainer``
 with ``init_variables``) to answer f(x) pulled toward a secret direction t by the image's
 degree of a secret trigger colour — natural images a little, images tinted toward it
-fully, images tinted away from it not at all — and its own features elsewhere. So the watermark is in the encoder whatever API serves it, and a copy regressed
+fully, images tinted away from it not at all — and its own features elsewhere. So the
+watermark is in the encoder whatever API serves it, and a copy regressed
 onto its answers learns the pull as it learns the rest. The key (``watermark.seed``) is not
 stored: the stage records its hash, which ``verify.watermark_seed`` must match.
 

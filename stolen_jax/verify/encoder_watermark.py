@@ -13,7 +13,7 @@ import numpy as np
 
 from stolen_jax.defenses import answer_watermark as mark
 from stolen_jax.errors import ConfigError
-from stolen_jax.verify.answer_watermark import test_answers
+from stolen_jax.verify.answer_watermark import MIN_SAMPLES, samples, test_answers
 from stolen_jax.verify.base import Context, Method, Outcome
 
 
@@ -72,4 +72,4 @@ def test(ctx: Context) -> Outcome:
 
 
 METHOD = Method("encoder_watermark", "SSLGuard (Cong et al., CCS 2022)-style, embedded task",
-                applies, suspect_sets, test)
+                applies, suspect_sets, test, samples=samples, min_samples=MIN_SAMPLES)

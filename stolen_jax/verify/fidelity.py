@@ -58,5 +58,13 @@ def test(ctx: Context) -> Outcome:
                  extra={"null_mean": float(decoys.mean()), "null_std": float(decoys.std())})
 
 
+MIN_SAMPLES = 20
+
+
+def samples(cfg, data) -> int:
+  """Public images the correlations are computed on."""
+  return min(int(cfg.num_samples), len(data["public"]))
+
+
 METHOD = Method("fidelity", "agreement with the victim (every stealing paper's metric)",
-                applies, suspect_sets, test)
+                applies, suspect_sets, test, samples=samples, min_samples=MIN_SAMPLES)

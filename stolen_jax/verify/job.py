@@ -12,10 +12,6 @@ from stolen_jax.verify import REGISTRY, get, parse_methods
 from stolen_jax.verify.base import Context, Outcome
 from stolen_jax.verify.parties import load_sets, open_party
 
-MIN_SAMPLES = {"dataset_inference": 50, "fidelity": 20, "answer_watermark": 20,
-               "encoder_watermark": 20}
-
-
 def _dimension(party, probe) -> int:
   """The party's feature dimension: from its meta, or (a black box) from two paid answers."""
   if party.meta.get("feature_dim"):
@@ -59,14 +55,10 @@ def _choose(cfg, defense, victim, data, shared) -> tuple[list, dict]:
       why = (f"needs the suspect's features in the victim's space (suspect "
              f"{data['dims'][1]}-d, victim {data['dims'][0]}-d)")
     if why is None:
-      need = MIN_SAMPLES.get(name, 1)
-      have = (min(int(cfg.num_samples), len(data["private"]) // 2)
-              if name == "dataset_inference" else
-              min(int(cfg.watermark_samples if "watermark" in name else cfg.num_samples),
-                  len(data["public"])))
-      if have < need:
-        why = (f"needs at least {need} samples per set for its test; it would have {have} "
-               "(verify.num_samples / watermark_samples, or a larger private/public set)")
+      have = m.samples(cfg, data)
+      if have < m.min_samples:
+        why = (f"needs at least {m.min_samples} samples per set for its test; it would have "
+               f"{have} (verify.num_samples / watermark_samples, or a larger private/public set)")
         if explicit:
           raise ConfigError(f"verify: {name} {why}")
         skipped[name] = why
@@ -155,13 +147,12 @@ def run(config, workdir: str) -> dict:
   shared = dims[0] == dims[1]
   defense = config.get("defense")
   methods, skipped = _choose(cfg, defense, victim, data, shared)
-  sets = {}
+  asked = {}  # What the suspect answers (each set once, whichever methods share it).
   for m in methods:
-    sets.update(m.suspect_sets(cfg, data, defense, shared))
-  if data["private"] is not None:
-    n = min(int(cfg.num_samples), len(data["private"]) // 2)
-    sets.setdefault("private_a", data["private"][:n])
-  asked = {k: v for k, v in sets.items() if k != "private_a" or not shared}
+    asked.update(m.suspect_sets(cfg, data, defense, shared))
+  sets = dict(asked)
+  for m in methods:
+    sets.update(m.victim_sets(cfg, data, shared))
   need = sum(len(v) for v in asked.values())
   used = int(suspect.service.queries_used)
   if cfg.suspect_budget is not None and need + used > cfg.suspect_budget:
