@@ -9,9 +9,10 @@ from it like any checkpoint (``--config.steal.target=...``), then
   python -m stolen_jax.main --config=configs/verify.py --workdir=workdir/demo \\
       --config.verify.victim=workdir/demo/watermark --config.verify.suspect=SUSPECT \\
       --config.verify.watermark_seed=1234
-What it should show: the watermarked victim agrees with the original (cos ≈ 0.95+ on its own
-data) and pulls stamped images toward the secret direction; a probe of it gives the
-watermark's cost in TA (docs/results/verification.md).
+What it should show (measured on the demo's target, 43 s on 2 cores): the watermarked
+victim agrees with the original on its own data (cos 0.93) and pulls images tinted toward
+the trigger colour toward the secret direction (0.24 more cosine than images tinted away);
+a probe of it gives the watermark's cost in TA (docs/results/verification.md).
 """
 
 from stolen_jax import defaults

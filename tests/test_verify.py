@@ -207,7 +207,11 @@ def test_a_pipeline_verifies_its_stolen_encoder_and_innocents(tmp_path):
   v = out["verification"]
   assert set(v["stolen"]) == {"fidelity", "encoder_watermark", "dataset_inference"}
   assert set(v["innocents"]) == {"attacker_pretrain"} and v["innocents"]["attacker_pretrain"]
-  assert len(list((tmp_path / "watermark").iterdir())) == 1
+  marks = list((tmp_path / "watermark").iterdir())
+  assert len(marks) == 1
+  measured = json.load(open(marks[0] / "summary.json"))
+  # 120 private images, then 30 tinted toward the trigger colour and 30 away (a share of 1/4).
+  assert measured["num_images"] == 120 and measured["stamped"] == 60
   assert len(list((tmp_path / "verify").iterdir())) == 2
   again = pipeline.run(config, str(tmp_path), print_table=False)
   assert again["verification"] == v

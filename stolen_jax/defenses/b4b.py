@@ -62,6 +62,24 @@ def _rng(secret: bytes, purpose: str) -> np.random.Generator:
   return np.random.default_rng(seed)
 
 
+def _padding(dim: int, pad_ratio: float) -> int:
+  return int(round(dim * pad_ratio))
+
+
+def _hyperplanes(dim: int, binary_ratio: float) -> int:
+  return max(1, int(round(dim * binary_ratio)))
+
+
+def transformed_dim(kind: str, dim: int, pad_ratio: float = 1.0,
+                    binary_ratio: float = 1.0) -> int:
+  """The dimension of answers of ``dim`` after a transformation of ``kind``."""
+  if kind == "binary":
+    return _hyperplanes(dim, binary_ratio)
+  if kind in ("shuffle_pad", "affine_shuffle_pad"):
+    return dim + _padding(dim, pad_ratio)
+  return dim
+
+
 class Transformation:
   """One account's secret map of answers (``kind`` of ``TRANSFORMS``)."""
 
@@ -74,16 +92,14 @@ class Transformation:
       self.shift = r.uniform(-1, 1, dim).astype(np.float32)
     if kind in ("shuffle_pad", "affine_shuffle_pad"):
       r = _rng(secret, "shuffle_pad")
-      pad = int(round(dim * pad_ratio))
+      pad = _padding(dim, pad_ratio)
       self.padding = r.normal(size=pad).astype(np.float32)
       self.order = r.permutation(dim + pad)
     if kind == "binary":
       r = _rng(secret, "binary")
-      n = max(1, int(round(dim * binary_ratio)))
-      self.normals = r.normal(size=(dim, n)).astype(np.float32)
+      self.normals = r.normal(size=(dim, _hyperplanes(dim, binary_ratio))).astype(np.float32)
       self.offsets = (r.uniform(0, 1, (dim,)) @ self.normals).astype(np.float32)
-    self.out_dim = {"none": dim, "affine": dim, "binary": getattr(self, "normals", np.zeros((0, 0))).shape[-1]
-                    }.get(kind, dim + len(getattr(self, "padding", ())))
+    self.out_dim = transformed_dim(kind, dim, pad_ratio, binary_ratio)
 
   def __call__(self, f: np.ndarray) -> np.ndarray:
     f = np.asarray(f, np.float32)
@@ -115,8 +131,8 @@ class B4B:
   @property
   def out_dim(self) -> int:
     """The dimension of the answers (the transformation's)."""
-    return Transformation(self.cfg.transform, self.feature_dim, b"", self.cfg.pad_ratio,
-                          self.cfg.binary_ratio).out_dim
+    return transformed_dim(self.cfg.transform, self.feature_dim, self.cfg.pad_ratio,
+                           self.cfg.binary_ratio)
 
   def buckets(self, features: np.ndarray) -> np.ndarray:
     """(projections, N) bucket ids of each answer under each projection."""

@@ -28,11 +28,13 @@ import numpy as np
 NOISE_TAIL_RATIO = 2.0  # The answers' tail must exceed the shadow's by this factor.
 
 
-def _tail(features: np.ndarray) -> float:
-  """The median of the lower half of the covariance spectrum, over the spectrum's mean."""
+def _spectrum(features: np.ndarray) -> tuple[float, float]:
+  """(the median of the lower half of the covariance spectrum over the spectrum's mean,
+  that mean)."""
   f = np.asarray(features, np.float64)
   eig = np.clip(np.linalg.eigvalsh(np.cov(f, rowvar=False)), 0, None)
-  return float(np.median(np.sort(eig)[: max(1, len(eig) // 2)]) / max(eig.mean(), 1e-30))
+  mean = float(eig.mean())
+  return float(np.median(np.sort(eig)[: max(1, len(eig) // 2)]) / max(mean, 1e-30)), mean
 
 
 def decimals_of(answers: np.ndarray, max_decimals: int = 6):
@@ -67,10 +69,8 @@ def detect(answers: np.ndarray, shadow: np.ndarray = None) -> dict:
   if m is not None:
     return {"kind": "round", "decimals": m}
   if shadow is not None:
-    tail, reference = _tail(a), _tail(shadow)
+    (tail, eig_mean), (reference, _) = _spectrum(a), _spectrum(shadow)
     if tail > NOISE_TAIL_RATIO * reference:
-      eig_mean = float(np.clip(np.linalg.eigvalsh(np.cov(a.astype(np.float64), rowvar=False)),
-                               0, None).mean())
       variance = max((tail - reference) * eig_mean, 0.0)
       return {"kind": "noise", "variance": variance, "tail": tail, "shadow_tail": reference}
     return {"kind": "none", "tail": tail, "shadow_tail": reference}

@@ -61,10 +61,6 @@ class Accounts:
   def queries_used(self) -> int:
     return int(sum(s.queries_used for s in self.services))
 
-  @property
-  def defense(self):
-    return self.services[0].defense
-
 
 def api_keys(cfg, accounts: int) -> list[str]:
   """The sybils' keys for an HTTP API: ``steal.api_keys`` (or STOLEN_JAX_API_KEYS), one per

@@ -58,8 +58,8 @@ def _as_defense(cfg):
 
 
 def _training_set(cfg, recorded, size):
-  """The victim's private images, and copies of two shares tinted toward and away from the
-  trigger colour."""
+  """(its data settings, the victim's private images followed by copies of a share of them
+  tinted toward the trigger colour and as many tinted away from it, that share's size)."""
   if cfg.dataset:
     data = {"dataset": cfg.dataset, "split": cfg.split, "num_examples": cfg.num_examples,
             "seed": int(cfg.data_seed), "image_size": size}
@@ -75,7 +75,7 @@ def _training_set(cfg, recorded, size):
   c = images.shape[-1]
   colour, tint = mark.trigger(int(cfg.seed), c), float(cfg.tint)
   stamped = [mark.stamp(images[:m], colour, tint), mark.stamp(images[m:2 * m], -colour, tint)]
-  return data, np.concatenate([images] + stamped)
+  return data, np.concatenate([images] + stamped), m
 
 
 def run(config, workdir: str) -> dict:
@@ -88,20 +88,24 @@ def run(config, workdir: str) -> dict:
   mesh = parallel.make_mesh()
   encoder, variables, meta = checkpoint.restore_encoder(cfg.victim)
   size = int(meta["image_size"])
-  data, images = _training_set(cfg, recorded_training_data(cfg.victim), size)
+  data, images, stamped = _training_set(cfg, recorded_training_data(cfg.victim), size)
   settings = {**{k: data[k] for k in ("dataset", "split", "num_examples", "image_size", "seed")},
               "key": key_hash(cfg.seed), **mark_settings(cfg), "tint": float(cfg.tint),
               "stamped_share": float(cfg.stamped_share), "epochs": int(cfg.epochs),
               "batch_size": int(cfg.batch_size), "lr": float(cfg.lr)}
   stage = stages.open_stage(workdir, "watermark", settings, {"victim": meta["fingerprint"]},
                             strict=config.get("strict_stages", False))
-  done = stage.completed()
+  done, original = stage.completed(), None
   if done is None:
     with stage.claimed() as mine:
       if mine:
-        done = _train(stage, cfg, config, encoder, variables, meta, images, mesh, train_encoder)
-      else:
-        done = stage.completed()
+        original = _train(stage, cfg, config, encoder, variables, meta, images, mesh,
+                          train_encoder)
+      done = stage.completed()
+  if "stamped_pull" not in done or done.get("stamped") != 2 * stamped:
+    # Written before its figures were measured on the right rows (or not yet): measured now
+    # from the stage's weights, so a restored stage never reports stale figures.
+    done = _measure(stage, cfg, encoder, variables, images, stamped, mesh, done, original)
   print(f"watermarked victim: {stage.dir} (agreement with the original on its data: cos "
         f"{done['cos_to_original']:.3f}; the key's pull on stamped images: "
         f"{done['stamped_pull']:.3f})")
@@ -117,7 +121,8 @@ def watermarked_target(config, workdir: str, target_path: str) -> str:
     return run(cfg, workdir)["stage_dir"]
 
 
-def _train(stage, cfg, config, encoder, variables, meta, images, mesh, train_encoder) -> dict:
+def _train(stage, cfg, config, encoder, variables, meta, images, mesh, train_encoder):
+  """Fine-tunes the victim into ``stage``; returns the original's features of ``images``."""
   t0 = time.perf_counter()
   fn = features.make_feature_fn(encoder)
   original = features.extract(fn, variables, images, mesh)
@@ -134,18 +139,28 @@ def _train(stage, cfg, config, encoder, variables, meta, images, mesh, train_enc
                             init_variables=variables, name="watermark",
                             watermark={**mark_settings(cfg), "key": key_hash(cfg.seed)},
                             victim=meta["fingerprint"])
+  stage.write_summary({
+      "complete": True, "victim": os.path.abspath(cfg.victim) if os.path.exists(cfg.victim)
+      else cfg.victim, "final_loss": result.history[-1]["loss"] if result.history else None,
+      "train_s": round(time.perf_counter() - t0, 2)})
+  return original
+
+
+def _measure(stage, cfg, encoder, variables, images, m: int, mesh, summary: dict,
+             original=None) -> dict:
+  """The watermarked encoder's agreement with the original on the private images, and its
+  pull toward the secret direction on the images tinted toward the trigger colour against
+  those tinted away (``images``: private, then m of each), added to ``summary``."""
+  n = len(images) - 2 * m
+  if original is None:
+    original = features.extract(features.make_feature_fn(encoder), variables, images, mesh)
   marked_fn, _ = features.restore_features_fn(stage.dir, mesh)
   after = np.asarray(marked_fn(images))
-  n = len(images) - 2 * int(len(images) * float(cfg.stamped_share))
-  m = int(len(images) * float(cfg.stamped_share))
   cos = np.sum(after * original, 1) / np.maximum(
       np.linalg.norm(after, axis=1) * np.linalg.norm(original, axis=1), 1e-12)
   t = mark.target_direction(int(cfg.seed), after.shape[1])
   unit = after / np.maximum(np.linalg.norm(after, axis=1, keepdims=True), 1e-12)
   pull = float(np.mean(unit[n:n + m] @ t) - np.mean(unit[n + m:] @ t))
-  return stage.write_summary({
-      "complete": True, "victim": os.path.abspath(cfg.victim) if os.path.exists(cfg.victim)
-      else cfg.victim, "num_images": int(n), "stamped": int(2 * m),
-      "cos_to_original": float(np.mean(cos[:n])), "stamped_pull": pull,
-      "final_loss": result.history[-1]["loss"] if result.history else None,
-      "train_s": round(time.perf_counter() - t0, 2)})
+  return stage.write_summary({**summary, "num_images": int(n), "stamped": int(2 * m),
+                              "cos_to_original": float(np.mean(cos[:n])),
+                              "stamped_pull": pull})
