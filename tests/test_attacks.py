@@ -231,6 +231,21 @@ def test_the_adaptive_adversary_cells_pay_the_same_budget():
       c["defense.name"] == "b4b" for c in recovering)
 
 
+def test_attacks_x_defenses_options_pick_a_part_and_refuse_bad_ones():
+  """``attacks=`` keeps only the named attacks; an unknown attack, option or recover value is
+  one clear error before anything runs."""
+  from stolen_jax import sweep
+  config = _load_config("configs/paper/attacks_x_defenses.py",
+                        "demo,budgets=512,defenses=none|b4b,attacks=stolenencoder|rda")
+  cells = sweep.cells(config)
+  assert {c["steal.attack"] for c in cells} == {"stolenencoder", "rda"}
+  assert len(cells) == 4
+  for bad, says in (("demo,attacks=nosuch", "nosuch"), ("demo,recover=yes", "recover=auto"),
+                    ("demo,colour=red", "bad option"), ("huge", "unknown scale")):
+    with pytest.raises((ValueError, ConfigError), match=says):
+      _load_config("configs/paper/attacks_x_defenses.py", bad)
+
+
 def test_attacks_x_defenses_table_runs_at_tiny_size(tmp_path):
   """The table's sweep at tiny size: one row per cell, equal budgets, the cost columns
   filled, the grid plot written."""

@@ -9,7 +9,7 @@ Run (scale = paper | cpu | demo):
       --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
       --config.probe.datasets=npz:DIR/mnist.npz,npz:DIR/cifar10.npz --config.sweep.doc=docs/results/attacks.md
 ``--config.sweep.seeds=0,1`` for error bars; a part of the table with options after the scale,
-e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b``. The adaptive adversary:
+e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b,attacks=stolenencoder|rda``. The adaptive adversary:
 ``sybils=2|5`` adds, against B4B, the one-answer attacks spread over 2 and 5 accounts (the
 same queries in all: |D| + (N − 1)·M, ``sybil_plan``); ``recover=auto`` adds each attack
 recognising and undoing each defense's perturbation (``steal.recover``).
@@ -41,19 +41,29 @@ def _views(config, name: str) -> int:
 
 
 def _options(arg: str):
-  """'SCALE[,budgets=B1|B2][,defenses=D1|D2][,sybils=2|5][,recover=auto]' (a part of the
-  table; the default is all defenses, one account, no recovery)."""
+  """'SCALE[,budgets=B1|B2][,defenses=D1|D2][,attacks=A1|A2][,sybils=2|5][,recover=auto]'
+  (a part of the table; the default is every attack and defense, one account, no recovery)."""
   scale, *parts = [p.strip() for p in arg.split(",")]
-  options = {"budgets": None, "defenses": None, "sybils": None, "recover": None}
+  if scale not in BUDGETS:
+    raise ValueError(f"attacks_x_defenses: unknown scale {scale!r} (one of {sorted(BUDGETS)})")
+  options = {"budgets": None, "defenses": None, "attacks": None, "sybils": None,
+             "recover": None}
   for part in parts:
     key, sep, value = part.partition("=")
-    if not sep or key not in options:
+    if not sep or key not in options or not value:
       raise ValueError(f"attacks_x_defenses: bad option {part!r} (budgets=B1|B2, "
-                       "defenses=D1|D2, sybils=N1|N2, recover=auto)")
+                       "defenses=D1|D2, attacks=A1|A2, sybils=N1|N2, recover=auto)")
     options[key] = value.split("|")
+  if options["recover"] not in (None, ["auto"]):
+    raise ValueError(f"attacks_x_defenses: recover={'|'.join(options['recover'])!r}; "
+                     "the option is recover=auto (leave it out for no recovery)")
+  for name in options["attacks"] or ():
+    attacks.get(name)  # An unknown attack fails here, naming the registered ones.
   budgets = tuple(int(b) for b in options["budgets"]) if options["budgets"] else BUDGETS[scale]
   sybils = tuple(int(n) for n in options["sybils"] or ())
-  return scale, budgets, tuple(options["defenses"] or DEFENSES), sybils, bool(options["recover"])
+  names = tuple(options["attacks"] or attacks.REGISTRY)
+  return (scale, budgets, tuple(options["defenses"] or DEFENSES), names, sybils,
+          bool(options["recover"]))
 
 
 def sybil_plan(budget: int, accounts: int) -> tuple[int, int]:
@@ -64,7 +74,7 @@ def sybil_plan(budget: int, accounts: int) -> tuple[int, int]:
 
 
 def get_config(arg="demo"):
-  scale, budgets, defenses, sybils, recover = _options(arg)
+  scale, budgets, defenses, names, sybils, recover = _options(arg)
   config = defaults.scaled_config(scale)
   config.job = "sweep"
   config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
@@ -76,7 +86,7 @@ def get_config(arg="demo"):
   config.sweep.mode = "zip"
   cells = []
   for budget in budgets:
-    for name in attacks.REGISTRY:
+    for name in names:
       views = _views(config, name)
       images = budget // views
       for defense in defenses:
@@ -89,11 +99,11 @@ def get_config(arg="demo"):
             size, mapping = sybil_plan(budget, n)
             cells.append((name, size, min(config.steal.batch_size, size), defense, n, mapping,
                           "none"))
-  names = ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name",
-           "steal.sybils", "steal.sybil_mapping", "steal.recover")
+  axis_names = ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name",
+                "steal.sybils", "steal.sybil_mapping", "steal.recover")
   used = [0, 1, 2, 3] + ([4, 5] if sybils else []) + ([6] if recover else [])
   columns = list(zip(*cells))
-  config.sweep.axes = "; ".join(f"{names[i]}={','.join(str(v) for v in columns[i])}"
+  config.sweep.axes = "; ".join(f"{axis_names[i]}={','.join(str(v) for v in columns[i])}"
                                 for i in used)
   config.sweep.note = (f"Budgets {' and '.join(map(str, budgets))} queries; "
                        "steal.surrogate_size = budget // the attack's views per image.")
