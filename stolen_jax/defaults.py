@@ -131,6 +131,7 @@ def steal_block() -> ml_collections.ConfigDict:
       max_weights_gb=4.0,  # An import:NAME:PATH target's file may declare at most this much.
       arch="resnet34", width=1.0, dtype="float32",
       lambda_=20.0, distance="l2", reduction="mean", normalize_features=True,
+      answer_scaling="none",  # standardize: per-dimension z-scores of the answers in the loss.
       bn_passes="separate", augment=PAPER_STEAL_AUGMENT, aug=aug_block(),
       epochs=100, batch_size=64,
       optimizer="sgd", lr=0.064, weight_decay=5e-4, momentum=0.9, schedule="constant",

@@ -23,7 +23,7 @@ _BN_MOMENTUM = 0.9
 
 def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda_: float,
                distance, reduction: str, normalize: bool, bn_passes: str,
-               one_pass: bool = True, distance_choices: tuple = ()):
+               one_pass: bool = True, distance_choices: tuple = (), answer_scale=None):
   """One update of the stolen encoder on L1 + λ·L2 (L2' when ``batch`` has ``target_aug``).
 
   ``batch``: ``images`` (uint8 x) and ``target`` = f_t(x); for query-aug also
@@ -37,6 +37,11 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
 
   ``distance`` is a name of ``losses.DISTANCES``, or (in a stack of cells that differ in it)
   a traced index into ``distance_choices``.
+
+  ``answer_scale`` = (mean, inverse std) per dimension of the answers (``steal.answer_scaling
+  =standardize``): both feature vectors are compared as z-scores, so dimensions that are
+  nearly constant over the surrogate set (a ReLU network's shared offset) do not dominate
+  the distance; the encoder itself still regresses the target's own space.
   """
   if distance_choices:
     branches = [functools.partial(losses.distance, name, reduction=reduction)
@@ -52,7 +57,12 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
     views = batch["images_aug"]
   else:
     views = augment(batch["images"], train_lib.step_key(state))
-  prep = losses.l2_normalize if normalize else (lambda f: f)
+  unit = losses.l2_normalize if normalize else (lambda f: f)
+  if answer_scale is None:
+    prep = unit
+  else:
+    mean, inv_std = answer_scale
+    prep = lambda f: unit((f - mean) * inv_std)  # noqa: E731
   target = prep(batch["target"])
   target_aug = prep(batch["target_aug"]) if query_aug else target
 

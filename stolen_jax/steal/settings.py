@@ -10,7 +10,8 @@ from stolen_jax.errors import ConfigError, choose
 VARIANTS = ("stolenencoder", "query_aug", "pretrain_encoder")
 # Settings only StolenEncoder reads: another attack's stage key leaves them out.
 STOLENENCODER_KEYS = ("variant", "lambda_", "distance", "reduction", "normalize_features",
-                      "bn_passes")
+                      "bn_passes", "answer_scaling")
+ANSWER_SCALINGS = ("none", "standardize")
 
 
 def attack_of(cfg) -> attacks.Attack:
@@ -60,6 +61,8 @@ def attack_settings(cfg) -> dict:
     out.update(variant=cfg.variant, **{"lambda": float(cfg.lambda_)}, distance=cfg.distance,
                reduction=cfg.reduction, normalize_features=bool(cfg.normalize_features),
                bn_passes=cfg.bn_passes)
+    if cfg.get("answer_scaling", "none") != "none":
+      out["answer_scaling"] = cfg.answer_scaling
   else:
     out.update({f"{attack.name}.{k}": v for k, v in attacks.settings(cfg, attack).items()})
   return out
@@ -90,6 +93,10 @@ def validate_settings(cfg) -> None:
   if not np.isfinite(cfg.lambda_) or cfg.lambda_ < 0:
     raise ConfigError(f"steal.lambda_={cfg.lambda_} must be a finite number >= 0")
   choose("steal.recover", cfg.get("recover", "none"), ("none", "auto"))
+  scaling = choose("steal.answer_scaling", cfg.get("answer_scaling", "none"), ANSWER_SCALINGS)
+  if scaling != "none" and attack_of(cfg).name != attacks.DEFAULT:
+    raise ConfigError(f"steal.answer_scaling={scaling!r} is a StolenEncoder option; "
+                      f"steal.attack={attack_of(cfg).name!r} does not read it")
   sybils = cfg.get("sybils", 1)
   if not isinstance(sybils, int) or isinstance(sybils, bool) or not 1 <= sybils <= 64:
     raise ConfigError(f"steal.sybils={sybils!r} must be an integer in [1, 64] (accounts)")
@@ -130,6 +137,8 @@ def stolenencoder_settings(cfg) -> dict:
   single = () if int(cfg.get("sybils", 1)) > 1 else ("sybils", "sybil_mapping")
   if cfg.get("recover", "none") == "none":  # Keys of steals that recover nothing unchanged.
     single += ("recover",)
+  if cfg.get("answer_scaling", "none") == "none":  # Likewise for unscaled answers.
+    single += ("answer_scaling",)
   return stages.settings_of(cfg, exclude=("attack",) + tuple(attacks.REGISTRY) + single)
 
 

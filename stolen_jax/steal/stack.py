@@ -76,11 +76,12 @@ def unstack_state(states, k: int):
 def stack_group(config) -> Optional[str]:
   """The key of the stack ``config``'s steal may join (cells with the same key train as one
   program), or None when it cannot be stacked: w/o-aug (λ=0), query-aug, the pre-training
-  baseline, the other attacks, HTTP targets, sybil plans and recovering steals train alone."""
+  baseline, the other attacks, HTTP targets, sybil plans, recovering steals and standardised
+  answers (their loss constants come from each cell's answers) train alone."""
   cfg = config.steal
   if (not is_stolenencoder(cfg) or cfg.variant != "stolenencoder" or not cfg.lambda_ > 0
       or query_lib.is_remote(cfg.target) or int(cfg.get("sybils", 1)) > 1
-      or cfg.get("recover", "none") != "none"):
+      or cfg.get("recover", "none") != "none" or cfg.get("answer_scaling", "none") != "none"):
     return None
   settings = {k: v for k, v in steal_settings(config).items() if k not in STACKABLE_AXES}
   target = stages.plain(cfg.target) if cfg.target else pretrain.stage_settings(config)

@@ -64,10 +64,25 @@ def attack_step(state: train_lib.TrainState, batch, *, model, tx, augment, attac
   return train_lib.apply_gradients(state, tx, grads, stats), {"loss": loss, **parts}
 
 
-def make_trainer(cfg, total_steps: int, target_dim: int | None = None, mesh=None):
+def answer_scale(cfg, target_features: np.ndarray):
+  """(mean, inverse std) per dimension of the paid answers for ``steal.answer_scaling=
+  standardize`` (None otherwise). A dimension constant over the surrogate set gets weight 0:
+  it carries nothing to regress, and 1/0 would blow the loss up."""
+  if cfg.get("answer_scaling", "none") == "none":
+    return None
+  answers = np.asarray(target_features, np.float64)
+  std = answers.std(axis=0)
+  alive = std > 1e-6 * max(float(std.max()), 1e-30)
+  inv_std = np.where(alive, 1.0 / np.where(alive, std, 1.0), 0.0)
+  return (jnp.asarray(answers.mean(axis=0), jnp.float32), jnp.asarray(inv_std, jnp.float32))
+
+
+def make_trainer(cfg, total_steps: int, target_dim: int | None = None, mesh=None,
+                 scale=None):
   """(model, optimizer, pure step function) of the steal ``cfg``: StolenEncoder's own step,
   or the generic ``attack_step`` with the registered attack's loss (on ``mesh``, if given,
-  its loss computed on gathered features)."""
+  its loss computed on gathered features). ``scale``: ``answer_scale``'s (mean, inverse
+  std), for StolenEncoder's standardised answers."""
   model = build_stolen_model(cfg, target_dim)
   tx = optim.make_optimizer(cfg, total_steps)
   augment = augment_lib.make_augment(cfg.augment, pretrain.augment_params(cfg))
@@ -77,7 +92,7 @@ def make_trainer(cfg, total_steps: int, target_dim: int | None = None, mesh=None
         stolenencoder.steal_step, model=model, tx=tx, augment=augment,
         lambda_=float(cfg.lambda_), distance=cfg.distance, reduction=cfg.reduction,
         normalize=bool(cfg.normalize_features), bn_passes=cfg.bn_passes,
-        one_pass=default_one_pass())
+        one_pass=default_one_pass(), answer_scale=scale)
   else:
     step_fn = functools.partial(attack_step, model=model, tx=tx, augment=augment, attack=attack,
                                 block=attacks.block_of(cfg, attack),
@@ -101,7 +116,8 @@ def train_encoder(cfg, images: np.ndarray, target_features: np.ndarray, stage_di
   them instead of a random initialisation (fine-tuning, e.g. embedding a watermark)."""
   name = meta_extra.pop("name", "steal")
   model, tx, step_fn = make_trainer(cfg, (len(images) // cfg.batch_size) * cfg.epochs,
-                                    target_dim=target_features.shape[-1], mesh=mesh)
+                                    target_dim=target_features.shape[-1], mesh=mesh,
+                                    scale=answer_scale(cfg, target_features))
   sample = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
   state = train_lib.create_state(model, tx, jax.random.PRNGKey(seed + 1), sample, mesh)
   if init_variables is not None:
