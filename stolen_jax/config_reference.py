@@ -242,7 +242,8 @@ MEANINGS = {
     "sweep.paper": "the paper's TA/SA per cell, shown beside the rows ('VALUE:TA/SA; ...')",
     "sweep.paper_dataset": "downstream set the paper's figures are on (gtsrb; '' = every row)",
     "sweep.claims": "the paper's comparisons checked against the seeds' spread ('A > B; C ~ D')",
-    "sweep.plot": "'' (TA and SA against a one-axis sweep) or 'grid:ROW_AXIS,COL_AXIS'",
+    "sweep.plot": "'' (TA and SA against a one-axis sweep), 'grid:ROW_AXIS,COL_AXIS' or "
+                  "'frontier' (SA/TA against #queries and training minutes)",
     "sweep.note": "a note printed under the table",
     "sweep.stack_steals": "train the steals of cells differing only in λ and d as one program "
                           "(auto: on accelerators)",

@@ -99,6 +99,10 @@ def cells(config) -> list[dict]:
     combos = itertools.product(*[v for _, v in axes])
   else:
     raise ConfigError(f"unknown sweep.mode {choose_mode!r}; valid choices: product, zip")
+  plot = str(config.sweep.get("plot") or "")
+  if plot and plot != "frontier" and not plot.startswith("grid:"):
+    raise ConfigError(f"unknown sweep.plot {plot!r}; valid: '' (one axis), "
+                      "'grid:ROW_AXIS,COL_AXIS', 'frontier'")
   return [dict(zip([k for k, _ in axes], combo)) for combo in combos]
 
 
@@ -276,7 +280,8 @@ def sweep_block():
   # (docs.write_section), so a results doc is written by the command it names.
   # claims: the paper's comparisons checked on the table ('A > B; C ~ D', cells named as in
   # paper), each with its effect against the seeds' spread (stolen_jax.claims).
-  # plot: '' (a one-axis sweep: TA and SA against the axis) or 'grid:ROW_AXIS,COL_AXIS' (SA heatmap).
+  # plot: '' (a one-axis sweep: TA and SA against the axis), 'grid:ROW_AXIS,COL_AXIS' (SA
+  # heatmap) or 'frontier' (SA/TA against #queries and training minutes, Pareto fronts).
   # executor: local | ray | submitit (stolen_jax.executors); resources: 'KEY=VALUE,...' per
   # cell for the engine; workers: CPUs of a local Ray cluster; ray_address: an existing one;
   # slurm_cluster: '' (SLURM, or what submitit detects) or 'local' (local processes).

@@ -162,6 +162,9 @@ def write(workdir: str, table: list[dict], config, axis_keys: list[str]) -> str:
       raise ConfigError(f"sweep.plot={grid!r}: both keys must be sweep axes ({axis_keys})")
     if _plot_grid(workdir, table, row_key, col_key):
       lines += ["", "![SA per cell](results.png)"]
+  elif grid == "frontier":
+    if _plot_frontier(workdir, table):
+      lines += ["", "![SA/TA against queries and training minutes](results.png)"]
   elif len(axis_keys) == 1 and _plot(workdir, table, axis_keys[0]):
     lines.append("")
     lines.append("![TA and SA](results.png)")
@@ -216,6 +219,44 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
   ax.set_ylabel("accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "results.png"))
+  plt.close(fig)
+  return True
+
+
+def pareto_front(points):
+  """The points (x, y) no other point beats: none with x' ≤ x and y' ≥ y (one better), in
+  increasing x — the most SA/TA one can buy for at most x."""
+  front, best = [], -np.inf
+  for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+    if y > best:
+      front.append((x, y))
+      best = y
+  return front
+
+
+def _plot_frontier(workdir: str, table: list[dict]) -> bool:
+  """SA/TA (mean over seeds) of every cell against its #queries and against its training
+  minutes, one colour per downstream set, the Pareto front of each drawn as a step line."""
+  plt = _pyplot()
+  rows = [r for r in table if r.get("sa_over_ta") is not None and r.get("train_s") is not None]
+  if plt is None or not rows:
+    return False
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+  for dataset in dict.fromkeys(r["dataset"] for r in rows):
+    mine = [r for r in rows if r["dataset"] == dataset]
+    for ax, x_of in ((axes[0], lambda r: r["queries"]), (axes[1], lambda r: r["train_s"] / 60)):
+      points = [(x_of(r), 100 * r["sa_over_ta"]) for r in mine]
+      dots = ax.plot(*zip(*points), "o", ms=4, alpha=0.6, label=dataset)[0]
+      ax.step(*zip(*pareto_front(points)), where="post", color=dots.get_color(), lw=1)
+  axes[0].set_xscale("log")
+  axes[0].set_xlabel("#queries")
+  axes[1].set_xlabel("steal training (min, this machine)")
+  for ax in axes:
+    ax.set_ylabel("SA/TA (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "results.png"))
   plt.close(fig)

@@ -1,0 +1,126 @@
+"""Table XI on this machine: what it costs to steal the real ImageNet encoder (EfficientNet-Lite0,
+``configs/realworld/efficientnet_lite0.py``) — SA/TA on each downstream set and the held-out
+cosine as functions of #queries and of what the attacker controls, every point with its
+training wall time, so the doc draws the cost frontier (SA/TA against queries and minutes).
+
+Run (scale = cpu | demo | paper; DIR holds the shared .npz sets; ``paper`` is the same study
+at the paper's 100 epochs, for an accelerator):
+  pip install -e '.[realworld]'
+  python -m stolen_jax.main --config=configs/paper/realworld_frontier.py:cpu --workdir=workdir/frontier \\
+      --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
+      --config.probe.datasets=npz:DIR/cifar10.npz,npz:DIR/mnist.npz \\
+      --config.sweep.seeds=0,1 --config.sweep.doc=docs/results/realworld.md
+A part of the study with ``:cpu,parts=queries|scaling`` (parts: queries, epochs, arch,
+resolution, optimizer, scaling, attacks; default all). Finished cells are read back from
+the workdir, so running the parts one by one and then the whole study recomputes nothing.
+
+Every cell changes one factor of the base recipe (``BASE``: 2,000 queries, ResNet-18 at
+width 1/2, 32-px queries and training, 30 epochs, the default SGD, ℓ2-normalised answers,
+StolenEncoder), except the query axis, which is the frontier's x. Probes: the realworld
+config's MLP on 1,000 training and 500 test images per set. The ``train s`` column is the
+steal's training alone (the target's answers excluded, as the issue's budget is stated).
+
+What it should show: SA/TA rising with queries; the answers' scaling and the optimiser
+mattering more at a fixed budget than epochs; the resolution of the queries costing far
+more minutes than it returns at this scale.
+"""
+
+import importlib.util
+import os
+
+from stolen_jax import sweep
+
+# The base recipe; each part's cells change the keys it names.
+BASE = {"steal.surrogate_size": 2000, "steal.arch": "resnet18", "steal.width": 0.5,
+        "steal.image_size": 32, "probe.image_size": 32, "steal.epochs": 30,
+        "steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4,
+        "steal.normalize_features": True, "steal.answer_scaling": "none",
+        "steal.attack": "stolenencoder", "steal.batch_size": 64}
+ADAM = {"steal.optimizer": "adam", "steal.lr": 0.001, "steal.weight_decay": 0.0}
+# Cells per part at each scale: changes to BASE (sizes scaled down for the demo).
+PARTS = {
+    "queries": [{"steal.surrogate_size": n} for n in (500, 2000, 5000, 10000)],
+    "epochs": [{"steal.epochs": 90}, {"steal.surrogate_size": 10000, "steal.epochs": 10}],
+    "arch": [{"steal.width": 0.25}, {"steal.width": 1.0},
+             {"steal.arch": "resnet34", "steal.width": 0.5}],
+    "resolution": [{"steal.image_size": 64, "probe.image_size": 64}],
+    "optimizer": [ADAM],
+    "scaling": [{"steal.normalize_features": False}, {"steal.answer_scaling": "standardize"}],
+    # At equal queries: Cont-Steal buys 4 views per image (500 images for 2,000 queries).
+    "attacks": [{"steal.attack": "conventional"},
+                {"steal.attack": "contsteal", "steal.surrogate_size": 500}],
+}
+DEMO_SIZES = {500: 64, 2000: 128, 5000: 192, 10000: 256}
+
+
+def _realworld_config():
+  path = os.path.join(os.path.dirname(__file__), "..", "realworld", "efficientnet_lite0.py")
+  spec = importlib.util.spec_from_file_location("efficientnet_lite0_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _options(arg: str):
+  """'SCALE[,parts=P1|P2]'."""
+  scale, *options = [p.strip() for p in arg.split(",")]
+  if scale not in ("cpu", "demo", "paper"):
+    raise ValueError(f"realworld_frontier: unknown scale {scale!r} (cpu, demo or paper)")
+  parts = tuple(PARTS)
+  for option in options:
+    key, sep, value = option.partition("=")
+    if key != "parts" or not sep or not value:
+      raise ValueError(f"realworld_frontier: bad option {option!r} (parts=P1|P2, of "
+                       f"{', '.join(PARTS)})")
+    parts = tuple(value.split("|"))
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+      raise ValueError(f"realworld_frontier: unknown part(s) {unknown}; parts: {', '.join(PARTS)}")
+  return scale, parts
+
+
+def cells(scale: str, parts) -> list[dict]:
+  """The study's cells (each a full assignment of ``BASE``'s keys): the base recipe first (every
+  part is read against it), then each part's changes, duplicates once."""
+  out = []
+  for part in parts:
+    for change in [{}] + PARTS[part]:
+      cell = {**BASE, **change}
+      if scale == "demo":  # Sizes that embedded data and a test's minutes hold.
+        cell.update({"steal.surrogate_size": DEMO_SIZES.get(cell["steal.surrogate_size"],
+                                                              cell["steal.surrogate_size"] // 8),
+                     "steal.epochs": max(1, cell["steal.epochs"] // 30),
+                     "steal.width": cell["steal.width"] / 8, "steal.batch_size": 32})
+        cell["steal.image_size"] = cell["probe.image_size"] = cell["steal.image_size"] // 2
+      elif scale == "paper":  # The paper's 100 epochs where cpu has 30 (and in proportion).
+        cell["steal.epochs"] = round(cell["steal.epochs"] * 100 / 30)
+      if cell not in out:
+        out.append(cell)
+  return out
+
+
+def get_config(arg="demo"):
+  scale, parts = _options(arg)
+  config = _realworld_config()
+  config.job = "sweep"
+  config.steal.eval_heldout = 200  # The held-out cosine to the true target (no query).
+  if scale == "demo":  # A test's size.
+    config.probe.num_train, config.probe.num_test, config.probe.epochs = 64, 32, 5
+    config.steal.eval_heldout = 32
+  study = cells(scale, parts)
+  varying = [k for k in BASE if len({c[k] for c in study}) > 1] or ["steal.surrogate_size"]
+  config.sweep = sweep.sweep_block()
+  config.sweep.mode = "zip"
+  # Keys constant over the chosen cells are set once (the table's columns are what varies).
+  for key in BASE:
+    if key not in varying:
+      block, _, name = key.partition(".")
+      config[block][name] = study[0][key]
+  config.sweep.axes = "; ".join(f"{k}={','.join(str(c[k]) for c in study)}" for k in varying)
+  config.sweep.plot = "frontier"
+  config.sweep.note = ("Base recipe: " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in BASE.items()
+                                                   if k != "probe.image_size")
+                       + f"; parts: {', '.join(parts)}. train s: the steal's training only "
+                       "(the target's answers excluded).")
+  config.sweep.doc_section = f"The cost frontier ({scale}: {', '.join(parts)})"
+  return config
