@@ -99,6 +99,20 @@ def cells(scale: str, parts) -> list[dict]:
   return out
 
 
+def _claims(config, varying, study) -> str:
+  """Each changed factor against the base recipe ('SA/TA: CHANGED > BASE': does it help, beyond
+  the seeds' spread?) and each query size against the next smaller one, as ``claims``
+  checks them (cells named by their axis values, as the sweep names them)."""
+  names = [",".join(str(c[k]) for k in varying) for c in sweep.cells(config)]
+  base = names[0]  # cells() puts the base recipe first.
+  only_queries = {k: v for k, v in BASE.items() if k != "steal.surrogate_size"}
+  on_query_axis = sorted((c["steal.surrogate_size"], n) for c, n in zip(study, names)
+                         if {k: c[k] for k in only_queries} == {k: study[0][k] for k in only_queries})
+  out = [f"SA/TA: {big} > {small}" for (_, small), (_, big) in zip(on_query_axis, on_query_axis[1:])]
+  out += [f"SA/TA: {n} > {base}" for n in names[1:] if n not in dict(on_query_axis).values()]
+  return "; ".join(out)
+
+
 def get_config(arg="demo"):
   scale, parts = _options(arg)
   config = _realworld_config()
@@ -118,6 +132,7 @@ def get_config(arg="demo"):
       config[block][name] = study[0][key]
   config.sweep.axes = "; ".join(f"{k}={','.join(str(c[k]) for c in study)}" for k in varying)
   config.sweep.plot = "frontier"
+  config.sweep.claims = _claims(config, varying, study)
   config.sweep.note = ("Base recipe: " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in BASE.items()
                                                    if k != "probe.image_size")
                        + f"; parts: {', '.join(parts)}. train s: the steal's training only "
