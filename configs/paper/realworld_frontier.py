@@ -11,7 +11,8 @@ at the paper's 100 epochs, for an accelerator):
       --config.probe.datasets=npz:DIR/cifar10.npz,npz:DIR/mnist.npz \\
       --config.sweep.seeds=0,1 --config.sweep.doc=docs/results/realworld.md
 A part of the study with ``:cpu,parts=queries|scaling`` (parts: queries, epochs, arch,
-resolution, optimizer, scaling, attacks; default all). Finished cells are read back from
+resolution, optimizer, scaling, attacks; default all), and the factors read at another
+base budget with ``base=500`` (the base recipe's queries; 2,000 by default). Finished cells are read back from
 the workdir, so running the parts one by one and then the whole study recomputes nothing.
 
 Every cell changes one factor of the base recipe (``BASE``: 2,000 queries, ResNet-18 at
@@ -28,7 +29,7 @@ more minutes than it returns at this scale.
 import importlib.util
 import os
 
-from stolen_jax import sweep
+from stolen_jax import attacks, defaults, sweep
 
 # The base recipe; each part's cells change the keys it names.
 BASE = {"steal.surrogate_size": 2000, "steal.arch": "resnet18", "steal.width": 0.5,
@@ -46,9 +47,9 @@ PARTS = {
     "resolution": [{"steal.image_size": 64, "probe.image_size": 64}],
     "optimizer": [ADAM],
     "scaling": [{"steal.normalize_features": False}, {"steal.answer_scaling": "standardize"}],
-    # At equal queries: Cont-Steal buys 4 views per image (500 images for 2,000 queries).
-    "attacks": [{"steal.attack": "conventional"},
-                {"steal.attack": "contsteal", "steal.surrogate_size": 500}],
+    # At equal queries: an attack buying V views per image gets queries // V images
+    # (Cont-Steal's 4 views: 500 images for 2,000 queries).
+    "attacks": [{"steal.attack": "conventional"}, {"steal.attack": "contsteal"}],
 }
 DEMO_SIZES = {500: 64, 2000: 128, 5000: 192, 10000: 256}
 
@@ -62,30 +63,43 @@ def _realworld_config():
 
 
 def _options(arg: str):
-  """'SCALE[,parts=P1|P2]'."""
+  """'SCALE[,parts=P1|P2][,base=QUERIES]'."""
   scale, *options = [p.strip() for p in arg.split(",")]
   if scale not in ("cpu", "demo", "paper"):
     raise ValueError(f"realworld_frontier: unknown scale {scale!r} (cpu, demo or paper)")
-  parts = tuple(PARTS)
+  parts, base = tuple(PARTS), BASE["steal.surrogate_size"]
   for option in options:
     key, sep, value = option.partition("=")
-    if key != "parts" or not sep or not value:
-      raise ValueError(f"realworld_frontier: bad option {option!r} (parts=P1|P2, of "
-                       f"{', '.join(PARTS)})")
-    parts = tuple(value.split("|"))
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-      raise ValueError(f"realworld_frontier: unknown part(s) {unknown}; parts: {', '.join(PARTS)}")
-  return scale, parts
+    if key == "parts" and value:
+      parts = tuple(value.split("|"))
+      unknown = sorted(set(parts) - set(PARTS))
+      if unknown:
+        raise ValueError(f"realworld_frontier: unknown part(s) {unknown}; parts: "
+                         f"{', '.join(PARTS)}")
+    elif key == "base" and value.isdigit() and int(value) >= 64:
+      base = int(value)
+    else:
+      raise ValueError(f"realworld_frontier: bad option {option!r} (parts=P1|P2 of "
+                       f"{', '.join(PARTS)}; base=QUERIES, at least 64)")
+  return scale, parts, base
 
 
-def cells(scale: str, parts) -> list[dict]:
+def _images_for(change: dict, queries: int) -> int:
+  """Surrogate images an attack gets for ``queries``: queries // its views per image."""
+  attack = attacks.get(change["steal.attack"])
+  return queries // max(1, attack.query_views(attacks.block_of(defaults.steal_block(), attack)))
+
+
+def cells(scale: str, parts, base_queries: int = BASE["steal.surrogate_size"]) -> list[dict]:
   """The study's cells (each a full assignment of ``BASE``'s keys): the base recipe first (every
-  part is read against it), then each part's changes, duplicates once."""
+  part is read against it; ``base_queries`` its query count), then each part's changes,
+  duplicates once."""
   out = []
   for part in parts:
     for change in [{}] + PARTS[part]:
-      cell = {**BASE, **change}
+      cell = {**BASE, "steal.surrogate_size": base_queries, **change}
+      if "steal.attack" in change:
+        cell["steal.surrogate_size"] = _images_for(change, base_queries)
       if scale == "demo":  # Sizes that embedded data and a test's minutes hold.
         cell.update({"steal.surrogate_size": DEMO_SIZES.get(cell["steal.surrogate_size"],
                                                               cell["steal.surrogate_size"] // 8),
@@ -114,14 +128,14 @@ def _claims(config, varying, study) -> str:
 
 
 def get_config(arg="demo"):
-  scale, parts = _options(arg)
+  scale, parts, base_queries = _options(arg)
   config = _realworld_config()
   config.job = "sweep"
   config.steal.eval_heldout = 200  # The held-out cosine to the true target (no query).
   if scale == "demo":  # A test's size.
     config.probe.num_train, config.probe.num_test, config.probe.epochs = 64, 32, 5
     config.steal.eval_heldout = 32
-  study = cells(scale, parts)
+  study = cells(scale, parts, base_queries)
   varying = [k for k in BASE if len({c[k] for c in study}) > 1] or ["steal.surrogate_size"]
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
