@@ -198,6 +198,14 @@ def _pyplot():
   return plt
 
 
+def _save(plt, fig, workdir: str) -> bool:
+  """Writes ``fig`` as the sweep's results.png and closes it."""
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "results.png"))
+  plt.close(fig)
+  return True
+
+
 def _plot(workdir: str, table: list[dict], axis: str) -> bool:
   """TA and SA against the swept value, one line pair per downstream set (PNG)."""
   plt = _pyplot()
@@ -219,10 +227,7 @@ def _plot(workdir: str, table: list[dict], axis: str) -> bool:
   ax.set_ylabel("accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "results.png"))
-  plt.close(fig)
-  return True
+  return _save(plt, fig, workdir)
 
 
 def pareto_front(points):
@@ -254,13 +259,10 @@ def _plot_frontier(workdir: str, table: list[dict]) -> bool:
   axes[0].set_xlabel("#queries")
   axes[1].set_xlabel("steal training (min, this machine)")
   for ax in axes:
-    ax.set_ylabel("SA/TA (%)")
+    ax.set(ylabel="SA/TA (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "results.png"))
-  plt.close(fig)
-  return True
+  return _save(plt, fig, workdir)
 
 
 def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> bool:
@@ -288,7 +290,4 @@ def _plot_grid(workdir: str, table: list[dict], row_key: str, col_key: str) -> b
     ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=30, fontsize=7)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
     ax.set_title(f"SA (%)\n{dataset}, {queries} queries", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "results.png"))
-  plt.close(fig)
-  return True
+  return _save(plt, fig, workdir)
