@@ -25,9 +25,9 @@ def command_line() -> str:
 
 
 def relative_data_paths(arg: str) -> str:
-  """'--x=npz:/abs/dir/cifar10.npz,npz:/abs/dir/mnist.npz' -> '...npz:DATA_DIR/cifar10.npz,...'
-  (a data source's absolute directory becomes DATA_DIR)."""
-  return re.sub(r"(npz|folder):(/[^,\s]*/)([^/,\s]+)", r"\1:DATA_DIR/\3", arg)
+  """'--x=npz:/abs/dir/cifar10.npz,npz:../dir/mnist.npz' -> '...npz:DATA_DIR/cifar10.npz,...'
+  (a data source's directory, absolute or relative to where it ran, becomes DATA_DIR)."""
+  return re.sub(r"(npz|folder):([^,\s]*/)([^/,\s]+)", r"\1:DATA_DIR/\3", arg)
 
 
 def write_section(path: str, title: str, markdown: str, workdir: str) -> str:

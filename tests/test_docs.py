@@ -41,3 +41,14 @@ def test_the_site_builds_strictly(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   page = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
   assert "steal.lambda_" in page and "sweep.executor" in page
+
+
+def test_a_results_doc_names_no_machines_data_directory():
+  from stolen_jax.docs import relative_data_paths
+  arg = "--config.probe.datasets=npz:/data/x/cifar10.npz,npz:../shared/datasets/mnist.npz"
+  assert relative_data_paths(arg) == (
+      "--config.probe.datasets=npz:DATA_DIR/cifar10.npz,npz:DATA_DIR/mnist.npz")
+  assert relative_data_paths("--config.steal.surrogate=npz:here.npz") == (
+      "--config.steal.surrogate=npz:here.npz")  # No directory to hide.
+  assert relative_data_paths("--config.steal.surrogate=embedded:scenes") == (
+      "--config.steal.surrogate=embedded:scenes")
