@@ -222,9 +222,12 @@ def probe_one(out_dir: str, features_fn, train, test, cfg, mesh, seed: int) -> d
 
 
 def fidelity(target: dict, stolen: dict) -> dict:
-  """Mean cosine similarity of target vs stolen test features and prediction agreement."""
-  cos = -float(losses.distance("cosine", jnp.asarray(target["test_features"]),
-                               jnp.asarray(stolen["test_features"])))
+  """Mean cosine similarity of target vs stolen test features (None when their dimensions
+  differ: e.g. a stolen encoder that dropped B4B's padding, probed beside a customer's padded
+  answers) and prediction agreement."""
+  t, s = np.asarray(target["test_features"]), np.asarray(stolen["test_features"])
+  cos = (-float(losses.distance("cosine", jnp.asarray(t), jnp.asarray(s)))
+         if t.shape == s.shape else None)
   agreement = float(np.mean(target["predictions"] == stolen["predictions"]))
   return {"cosine_similarity": cos, "agreement": agreement}
 

@@ -215,3 +215,28 @@ def test_a_recovering_steal_records_what_it_recognised(tiny_target, tmp_path):
   assert out["recover"]["kind"] == "round" and out["recover"]["decimals"] == 2
   assert out["queries"] == 32  # The shadow costs no query.
   assert len(list((tmp_path / "steal").iterdir())) == 2  # The steal and the attacker's shadow.
+
+
+def test_feature_cosines_of_different_spaces_are_not_reported():
+  """A recovering steal drops B4B's padding: its features have the target's dimension while
+  a customer's answers stay padded; no per-image cosine compares the two."""
+  from stolen_jax import probe
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 20)
+  padded = {"test_features": rng.normal(size=(20, 16)), "predictions": labels}
+  dropped = {"test_features": rng.normal(size=(20, 8)), "predictions": labels}
+  out = probe.fidelity(padded, dropped)
+  assert out["cosine_similarity"] is None and out["agreement"] == 1.0
+  assert probe.fidelity(padded, padded)["cosine_similarity"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow  # ~1 min: a tiny target, the attacker's shadow, the steal and the probes.
+def test_a_pipeline_recovers_from_b4b_and_reports_its_row(tmp_path):
+  from test_defend import _tiny_pipeline
+  from stolen_jax import pipeline
+  config = _tiny_pipeline(name="b4b")
+  config.steal.recover = "auto"
+  out = pipeline.run(config, str(tmp_path))
+  row = out["rows"][0]
+  assert row["cosine"] is None and row["sa"] is not None and row["ta_undefended"] is not None
+  assert row["heldout_cosine"] is None or -1 <= row["heldout_cosine"] <= 1
