@@ -235,8 +235,12 @@ def test_a_pipeline_recovers_from_b4b_and_reports_its_row(tmp_path):
   from test_defend import _tiny_pipeline
   from stolen_jax import pipeline
   config = _tiny_pipeline(name="b4b")
-  config.steal.recover = "auto"
+  config.steal.recover, config.steal.eval_heldout = "auto", 16
   out = pipeline.run(config, str(tmp_path))
   row = out["rows"][0]
   assert row["cosine"] is None and row["sa"] is not None and row["ta_undefended"] is not None
-  assert row["heldout_cosine"] is None or -1 <= row["heldout_cosine"] <= 1
+  # Padding dropped, the space is still the account's own: compared through a fitted map.
+  steals = [json.load(open(p)) for p in tmp_path.glob("steal/*/summary.json")]
+  recovered = [s for s in steals if s.get("recover")]
+  assert len(recovered) == 1 and recovered[0]["recover"]["kind"] == "b4b_pad"
+  assert "affine map" in recovered[0]["heldout"]["mapped"]

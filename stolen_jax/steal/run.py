@@ -111,7 +111,8 @@ def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed
   if cfg.eval_heldout and op.http is not None:
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:
-    summary["heldout"] = heldout_fidelity(cfg, result.state, model, op.target, mesh, seed)
+    summary["heldout"] = heldout_fidelity(cfg, result.state, model, op.target, mesh, seed,
+                                          own_space=op.defense.out_dim is not None)
     failure = heldout_failure(summary["heldout"], defense=op.defense.name)
     if failure:
       summary["failed"] = failure
@@ -135,9 +136,11 @@ def heldout_failure(heldout: dict, margin: float = 0.01, defense: str = "none") 
   return None
 
 
-def heldout_fidelity(cfg, state, model, target: Target, mesh, seed) -> dict:
+def heldout_fidelity(cfg, state, model, target: Target, mesh, seed, own_space=False) -> dict:
   """Evaluation only (not an attacker query): on held-out images, the distance between the
-  target's and the stolen encoder's features, beside a random-init encoder's."""
+  target's and the stolen encoder's features, beside a random-init encoder's. ``own_space``:
+  the answers were in the account's own space (B4B's secret map; the same dimension once a
+  recovering attacker dropped the padding), compared through a fitted affine map."""
   images = sources.load(cfg.surrogate, cfg.heldout_split, image_size=cfg.image_size,
                         num_examples=cfg.eval_heldout, seed=seed + 3, data_dir=cfg.data_dir).images
   f_t = target.features_fn(images)
@@ -147,7 +150,7 @@ def heldout_fidelity(cfg, state, model, target: Target, mesh, seed) -> dict:
   f_r = features.extract(stolen_fn, random_vars, images, mesh)
   out = {"num_images": len(images)}
   f_t = np.asarray(f_t, np.float32)
-  if f_s.shape[1] != f_t.shape[1]:
+  if own_space or f_s.shape[1] != f_t.shape[1]:
     # The answers lived in another space (a defense's per-account transformation): compare
     # through the affine map fitted on one half of the images, evaluated on the other.
     half = len(images) // 2
