@@ -23,7 +23,9 @@ with one error naming every failed cell (the finished ones are kept for the reru
 """
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -72,6 +74,39 @@ def _output_to(path: str):
         os.close(fd)
 
 
+def _stage_digests(stage_dirs: dict, workdir: str) -> dict:
+  """{stage name: sha256 of its summary.json} for a record's stages (found under ``workdir``
+  by their last two path parts, so a workdir read from another directory still matches);
+  None for a stage whose summary is gone."""
+  out = {}
+  for name, stage_dir in (stage_dirs or {}).items():
+    summary = os.path.join(workdir, *os.path.normpath(stage_dir).split(os.sep)[-2:],
+                           "summary.json")
+    try:
+      with open(summary, "rb") as f:
+        out[name] = hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+      out[name] = None
+  return out
+
+
+def current_record(path: str, workdir: str):
+  """The finished cell's record at ``path``, or None when there is none or when a stage it
+  was made from has since been removed or recomputed (its figures would be stale)."""
+  from stolen_jax import stages
+  record = stages.read_json(path)
+  if record is None:
+    return None
+  now = _stage_digests(record.get("context", {}).get("stages"), workdir)
+  recorded = record.get("stage_digests", {})
+  for name, digest in now.items():
+    if digest is None or recorded.get(name, digest) != digest:
+      logging.warning("sweep cell %s: its %s stage changed since it was recorded; recomputing",
+                      os.path.basename(path), name)
+      return None
+  return record
+
+
 def run_cell(cfg, workdir: str, overrides: dict, seed: int, path: str,
              log_path: str = "") -> dict:
   """One sweep cell: the pipeline in ``workdir`` (its stages shared through the workdir and
@@ -93,6 +128,7 @@ def run_cell(cfg, workdir: str, overrides: dict, seed: int, path: str,
               "stage_times": out["stage_times"], "settings": out["settings"],
               "context": out["context"], "seconds": round(time.perf_counter() - t0, 1),
               **({"verification": out["verification"]} if "verification" in out else {})}
+    record["stage_digests"] = _stage_digests(out["context"].get("stages"), workdir)
     stages.write_json_atomic(path, record, indent=2)
   return record
 

@@ -228,7 +228,8 @@ def run(config, workdir: str) -> dict:
   for overrides, seed in itertools.product(cell_list, seeds):
     cfg = cell_config(config, overrides, seed)
     path = os.path.join(done_dir, f"{cell_key(cfg)}.json")
-    every.append((overrides, seed, cfg, path, parallel.agree(stages.read_json(path))))
+    every.append((overrides, seed, cfg, path,
+                  parallel.agree(executors.current_record(path, workdir))))
   def label(i):
     overrides, seed = every[i][0], every[i][1]
     return ", ".join(f"{k}={v}" for k, v in overrides.items()) + f", seed={seed}"

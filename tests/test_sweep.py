@@ -77,6 +77,22 @@ def test_seeds_share_the_target_and_report_mean_and_std(tmp_path):
   assert "±" in open(tmp_path / "results.md").read()
 
 
+def test_a_cell_whose_stage_was_removed_or_recomputed_is_not_read_back(tmp_path):
+  """A cell's record names the steal stage it was made from: with that stage removed, or its
+  summary rewritten by a recomputation, the record's figures would be stale — it reruns."""
+  import shutil
+  config = _sweep_config("steal.lambda_=20")
+  assert jobs.run(config, str(tmp_path))["computed"] == 1
+  assert jobs.run(config, str(tmp_path))["computed"] == 0  # Read back.
+  (stage,) = (tmp_path / "steal").iterdir()
+  summary = stage / "summary.json"
+  summary.write_text(summary.read_text().replace("{", '{"recomputed": true, ', 1))
+  assert jobs.run(config, str(tmp_path))["computed"] == 1
+  shutil.rmtree(stage)
+  assert jobs.run(config, str(tmp_path))["computed"] == 1
+  assert (tmp_path / "steal" / stage.name / "summary.json").exists()
+
+
 def test_stacked_steals_write_the_stages_single_runs_would(tmp_path):
   # Cells that differ in λ and d train as one stacked program (here 2, and 1 alone: max_stack
   # 2); each writes the steal stage a single run writes: same key, same encoder.
