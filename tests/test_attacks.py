@@ -240,7 +240,16 @@ def test_attacks_x_defenses_options_pick_a_part_and_refuse_bad_ones():
   cells = sweep.cells(config)
   assert {c["steal.attack"] for c in cells} == {"stolenencoder", "rda"}
   assert len(cells) == 4
+  twins = sweep.cells(_load_config(
+      "configs/paper/attacks_x_defenses.py",
+      "demo,budgets=512,defenses=none|b4b|noise,attacks=stolenencoder|rda,scaling=standardize"))
+  scaled = [c for c in twins if c["steal.answer_scaling"] == "standardize"]
+  # StolenEncoder's cells without a defense and against B4B, each with a standardised twin.
+  assert [(c["steal.attack"], c["defense.name"]) for c in scaled] == [
+      ("stolenencoder", "none"), ("stolenencoder", "b4b")]
+  assert len(twins) == 2 * 3 + 2
   for bad, says in (("demo,attacks=nosuch", "nosuch"), ("demo,recover=yes", "recover=auto"),
+                    ("demo,scaling=raw", "scaling=standardize"),
                     ("demo,colour=red", "bad option"), ("huge", "unknown scale")):
     with pytest.raises((ValueError, ConfigError), match=says):
       _load_config("configs/paper/attacks_x_defenses.py", bad)

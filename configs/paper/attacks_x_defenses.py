@@ -12,7 +12,10 @@ Run (scale = paper | cpu | demo):
 e.g. ``attacks_x_defenses.py:cpu,budgets=1000,defenses=none|b4b,attacks=stolenencoder|rda``. The adaptive adversary:
 ``sybils=2|5`` adds, against B4B, the one-answer attacks spread over 2 and 5 accounts (the
 same queries in all: |D| + (N − 1)·M, ``sybil_plan``); ``recover=auto`` adds each attack
-recognising and undoing each defense's perturbation (``steal.recover``).
+recognising and undoing each defense's perturbation (``steal.recover``); ``scaling=standardize``
+adds a twin of every StolenEncoder cell without a defense or against B4B whose loss compares
+per-dimension z-scores of the answers (``steal.answer_scaling``: what undoes B4B's secret
+per-dimension affine map and gives its constant padding no weight).
 
 Equal budgets: an attack whose plan buys V answers per surrogate image (Cont-Steal's views,
 RDA's prototype views) gets budget // V images, so every row of a budget paid the same
@@ -41,29 +44,34 @@ def _views(config, name: str) -> int:
 
 
 def _options(arg: str):
-  """'SCALE[,budgets=B1|B2][,defenses=D1|D2][,attacks=A1|A2][,sybils=2|5][,recover=auto]'
-  (a part of the table; the default is every attack and defense, one account, no recovery)."""
+  """'SCALE[,budgets=B1|B2][,defenses=D1|D2][,attacks=A1|A2][,sybils=2|5][,recover=auto]
+  [,scaling=standardize]' (a part of the table; the default is every attack and defense, one
+  account, no recovery, the answers as given)."""
   scale, *parts = [p.strip() for p in arg.split(",")]
   if scale not in BUDGETS:
     raise ValueError(f"attacks_x_defenses: unknown scale {scale!r} (one of {sorted(BUDGETS)})")
   options = {"budgets": None, "defenses": None, "attacks": None, "sybils": None,
-             "recover": None}
+             "recover": None, "scaling": None}
   for part in parts:
     key, sep, value = part.partition("=")
     if not sep or key not in options or not value:
       raise ValueError(f"attacks_x_defenses: bad option {part!r} (budgets=B1|B2, "
-                       "defenses=D1|D2, attacks=A1|A2, sybils=N1|N2, recover=auto)")
+                       "defenses=D1|D2, attacks=A1|A2, sybils=N1|N2, recover=auto, "
+                       "scaling=standardize)")
     options[key] = value.split("|")
   if options["recover"] not in (None, ["auto"]):
     raise ValueError(f"attacks_x_defenses: recover={'|'.join(options['recover'])!r}; "
                      "the option is recover=auto (leave it out for no recovery)")
+  if options["scaling"] not in (None, ["standardize"]):
+    raise ValueError(f"attacks_x_defenses: scaling={'|'.join(options['scaling'])!r}; the "
+                     "option is scaling=standardize")
   for name in options["attacks"] or ():
     attacks.get(name)  # An unknown attack fails here, naming the registered ones.
   budgets = tuple(int(b) for b in options["budgets"]) if options["budgets"] else BUDGETS[scale]
   sybils = tuple(int(n) for n in options["sybils"] or ())
   names = tuple(options["attacks"] or attacks.REGISTRY)
   return (scale, budgets, tuple(options["defenses"] or DEFENSES), names, sybils,
-          bool(options["recover"]))
+          bool(options["recover"]), bool(options["scaling"]))
 
 
 def sybil_plan(budget: int, accounts: int) -> tuple[int, int]:
@@ -74,7 +82,7 @@ def sybil_plan(budget: int, accounts: int) -> tuple[int, int]:
 
 
 def get_config(arg="demo"):
-  scale, budgets, defenses, names, sybils, recover = _options(arg)
+  scale, budgets, defenses, names, sybils, recover, scaling = _options(arg)
   config = defaults.scaled_config(scale)
   config.job = "sweep"
   config.defense.k = 64 if scale == "paper" else 8  # 1/8 of the target's feature dimensions.
@@ -91,17 +99,21 @@ def get_config(arg="demo"):
       images = budget // views
       for defense in defenses:
         batch = min(config.steal.batch_size, images)
-        cells.append((name, images, batch, defense, 1, 500, "none"))
+        mine = [(name, images, batch, defense, 1, 500, "none", "none")]
         if recover and defense != "none":
-          cells.append((name, images, batch, defense, 1, 500, "auto"))
+          mine.append((name, images, batch, defense, 1, 500, "auto", "none"))
         if defense == "b4b" and views == 1:  # Sybils take one-answer-per-image plans.
           for n in sybils:
             size, mapping = sybil_plan(budget, n)
-            cells.append((name, size, min(config.steal.batch_size, size), defense, n, mapping,
-                          "none"))
+            mine.append((name, size, min(config.steal.batch_size, size), defense, n, mapping,
+                         "none", "none"))
+        if scaling and name == attacks.DEFAULT and defense in ("none", "b4b"):
+          mine += [cell[:-1] + ("standardize",) for cell in mine]
+        cells += mine
   axis_names = ("steal.attack", "steal.surrogate_size", "steal.batch_size", "defense.name",
-                "steal.sybils", "steal.sybil_mapping", "steal.recover")
-  used = [0, 1, 2, 3] + ([4, 5] if sybils else []) + ([6] if recover else [])
+                "steal.sybils", "steal.sybil_mapping", "steal.recover", "steal.answer_scaling")
+  used = ([0, 1, 2, 3] + ([4, 5] if sybils else []) + ([6] if recover else [])
+          + ([7] if scaling else []))
   columns = list(zip(*cells))
   config.sweep.axes = "; ".join(f"{axis_names[i]}={','.join(str(v) for v in columns[i])}"
                                 for i in used)
