@@ -147,9 +147,11 @@ def get_config(arg="demo"):
   config.sweep.axes = "; ".join(f"{k}={','.join(str(c[k]) for c in study)}" for k in varying)
   config.sweep.plot = "frontier"
   config.sweep.claims = _claims(config, varying, study)
-  config.sweep.note = ("Base recipe: " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in BASE.items()
+  base = {**BASE, "steal.surrogate_size": base_queries}
+  config.sweep.note = ("Base recipe: " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in base.items()
                                                    if k != "probe.image_size")
                        + f"; parts: {', '.join(parts)}. train s: the steal's training only "
                        "(the target's answers excluded).")
-  config.sweep.doc_section = f"The cost frontier ({scale}: {', '.join(parts)})"
+  config.sweep.doc_section = (f"The cost frontier ({scale}, base recipe at {base_queries} "
+                              f"queries: {', '.join(parts)})")
   return config
