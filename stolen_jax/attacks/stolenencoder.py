@@ -41,7 +41,8 @@ def steal_step(state: train_lib.TrainState, batch, *, model, tx, augment, lambda
   ``answer_scale`` = (mean, inverse std) per dimension of the answers (``steal.answer_scaling
   =standardize``): both feature vectors are compared as z-scores, so dimensions that are
   nearly constant over the surrogate set (a ReLU network's shared offset) do not dominate
-  the distance; the encoder itself still regresses the target's own space.
+  the distance. The encoder regresses the target's space per dimension; with ``normalize``
+  the scale of its deviation from the answers' mean is free (a cosine of z-scores).
   """
   if distance_choices:
     branches = [functools.partial(losses.distance, name, reduction=reduction)

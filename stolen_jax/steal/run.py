@@ -14,7 +14,7 @@ from stolen_jax import defenses, features, losses, parallel, pretrain, targets
 from stolen_jax.data import sources
 from stolen_jax.steal import query as query_lib
 from stolen_jax.steal.settings import attack_settings
-from stolen_jax.steal.trainer import train_encoder
+from stolen_jax.steal.trainer import answer_scale, train_encoder
 from stolen_jax.targets import Target
 
 
@@ -112,7 +112,8 @@ def finish(op: query_lib.Opened, q: query_lib.Queried, result, model, mesh, seed
     summary["heldout"] = None  # The true target is the provider's: no free evaluation.
   elif cfg.eval_heldout:
     summary["heldout"] = heldout_fidelity(cfg, result.state, model, op.target, mesh, seed,
-                                          own_space=op.defense.out_dim is not None)
+                                          own_space=op.defense.out_dim is not None,
+                                          scale=answer_scale(cfg, q.target_features))
     failure = heldout_failure(summary["heldout"], defense=op.defense.name)
     if failure:
       summary["failed"] = failure
@@ -136,11 +137,15 @@ def heldout_failure(heldout: dict, margin: float = 0.01, defense: str = "none") 
   return None
 
 
-def heldout_fidelity(cfg, state, model, target: Target, mesh, seed, own_space=False) -> dict:
+def heldout_fidelity(cfg, state, model, target: Target, mesh, seed, own_space=False,
+                     scale=None) -> dict:
   """Evaluation only (not an attacker query): on held-out images, the distance between the
   target's and the stolen encoder's features, beside a random-init encoder's. ``own_space``:
   the answers were in the account's own space (B4B's secret map; the same dimension once a
-  recovering attacker dropped the padding), compared through a fitted affine map."""
+  recovering attacker dropped the padding), compared through a fitted affine map. ``scale``
+  (``answer_scale`` of the paid answers, for ``steal.answer_scaling=standardize``): compared
+  as the loss compares them, as z-scores — a cosine of z-scores leaves each feature's
+  distance from the answers' mean free, so a cosine in the target's own space means nothing."""
   images = sources.load(cfg.surrogate, cfg.heldout_split, image_size=cfg.image_size,
                         num_examples=cfg.eval_heldout, seed=seed + 3, data_dir=cfg.data_dir).images
   f_t = target.features_fn(images)
@@ -150,7 +155,11 @@ def heldout_fidelity(cfg, state, model, target: Target, mesh, seed, own_space=Fa
   f_r = features.extract(stolen_fn, random_vars, images, mesh)
   out = {"num_images": len(images)}
   f_t = np.asarray(f_t, np.float32)
-  if own_space or f_s.shape[1] != f_t.shape[1]:
+  if scale is not None and not own_space and f_s.shape[1] == f_t.shape[1]:
+    mean, inv_std = (np.asarray(a) for a in scale)
+    f_t, f_s, f_r = ((f - mean) * inv_std for f in (f_t, np.asarray(f_s), np.asarray(f_r)))
+    out["mapped"] = "z-scores of the paid answers (the loss's own space)"
+  elif own_space or f_s.shape[1] != f_t.shape[1]:
     # The answers lived in another space (a defense's per-account transformation): compare
     # through the affine map fitted on one half of the images, evaluated on the other.
     half = len(images) // 2
