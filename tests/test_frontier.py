@@ -40,6 +40,12 @@ def test_each_part_changes_only_its_factor_of_the_base_recipe():
   queries = sweep.cells(frontier.get_config("cpu,parts=queries"))
   assert [c["steal.surrogate_size"] for c in queries] == [2000, 500, 5000, 10000]
   assert config.sweep.plot == "frontier"
+  # The query axis of a chosen recipe: Adam as the base, two budgets; the optimizer part
+  # then compares SGD.
+  adam = sweep.cells(frontier.get_config("cpu,parts=queries|optimizer,queries=500|2000,"
+                                         "optimizer=adam,base=500"))
+  assert [(c["steal.surrogate_size"], c["steal.optimizer"]) for c in adam] == [
+      (500, "adam"), (2000, "adam"), (500, "sgd")]
   # At another base budget, an attack that buys 4 views per image gets a quarter of the images.
   at_500 = sweep.cells(frontier.get_config("cpu,parts=attacks,base=500"))
   assert [(c["steal.attack"], c["steal.surrogate_size"]) for c in at_500] == [
@@ -49,7 +55,8 @@ def test_each_part_changes_only_its_factor_of_the_base_recipe():
 def test_bad_options_and_plots_are_one_clear_error():
   frontier = _module()
   for arg, says in (("cpu,parts=colour", "unknown part"), ("cpu,depth=3", "bad option"),
-                    ("cpu,base=ten", "bad option"),
+                    ("cpu,base=ten", "bad option"), ("cpu,optimizer=lbfgs", "bad option"),
+                    ("cpu,queries=500|lots", "bad option"),
                     ("huge", "unknown scale")):
     with pytest.raises(ValueError, match=says):
       frontier.get_config(arg)

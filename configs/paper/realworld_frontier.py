@@ -37,15 +37,17 @@ BASE = {"steal.surrogate_size": 2000, "steal.arch": "resnet18", "steal.width": 0
         "steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4,
         "steal.normalize_features": True, "steal.answer_scaling": "none",
         "steal.attack": "stolenencoder", "steal.batch_size": 64}
-ADAM = {"steal.optimizer": "adam", "steal.lr": 0.001, "steal.weight_decay": 0.0}
+OPTIMIZERS = {"sgd": {"steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4},
+              "adam": {"steal.optimizer": "adam", "steal.lr": 0.001, "steal.weight_decay": 0.0}}
+QUERIES = (500, 2000, 5000, 10000)
 # Cells per part at each scale: changes to BASE (sizes scaled down for the demo).
 PARTS = {
-    "queries": [{"steal.surrogate_size": n} for n in (500, 2000, 5000, 10000)],
+    "queries": [],  # The query axis (``queries=``): filled in by cells().
     "epochs": [{"steal.epochs": 90}, {"steal.surrogate_size": 10000, "steal.epochs": 10}],
     "arch": [{"steal.width": 0.25}, {"steal.width": 1.0},
              {"steal.arch": "resnet34", "steal.width": 0.5}],
     "resolution": [{"steal.image_size": 64, "probe.image_size": 64}],
-    "optimizer": [ADAM],
+    "optimizer": [],  # The other optimiser of OPTIMIZERS: filled in by cells().
     "scaling": [{"steal.normalize_features": False}, {"steal.answer_scaling": "standardize"}],
     # At equal queries: an attack buying V views per image gets queries // V images
     # (Cont-Steal's 4 views: 500 images for 2,000 queries).
@@ -63,13 +65,15 @@ def _realworld_config():
 
 
 def _options(arg: str):
-  """'SCALE[,parts=P1|P2][,base=QUERIES]'."""
+  """'SCALE[,parts=P1|P2][,base=QUERIES][,optimizer=sgd|adam][,queries=Q1|Q2]' -> (scale,
+  parts, the base recipe, the query axis)."""
   scale, *options = [p.strip() for p in arg.split(",")]
   if scale not in ("cpu", "demo", "paper"):
     raise ValueError(f"realworld_frontier: unknown scale {scale!r} (cpu, demo or paper)")
-  parts, base = tuple(PARTS), BASE["steal.surrogate_size"]
+  parts, base, queries = tuple(PARTS), dict(BASE), QUERIES
   for option in options:
     key, sep, value = option.partition("=")
+    numbers = value.split("|")
     if key == "parts" and value:
       parts = tuple(value.split("|"))
       unknown = sorted(set(parts) - set(PARTS))
@@ -77,11 +81,16 @@ def _options(arg: str):
         raise ValueError(f"realworld_frontier: unknown part(s) {unknown}; parts: "
                          f"{', '.join(PARTS)}")
     elif key == "base" and value.isdigit() and int(value) >= 64:
-      base = int(value)
+      base["steal.surrogate_size"] = int(value)
+    elif key == "optimizer" and value in OPTIMIZERS:
+      base.update(OPTIMIZERS[value])
+    elif key == "queries" and all(n.isdigit() and int(n) >= 64 for n in numbers):
+      queries = tuple(int(n) for n in numbers)
     else:
       raise ValueError(f"realworld_frontier: bad option {option!r} (parts=P1|P2 of "
-                       f"{', '.join(PARTS)}; base=QUERIES, at least 64)")
-  return scale, parts, base
+                       f"{', '.join(PARTS)}; base=QUERIES and queries=Q1|Q2, each at least "
+                       f"64; optimizer={'|'.join(OPTIMIZERS)})")
+  return scale, parts, base, queries
 
 
 def _images_for(change: dict, queries: int) -> int:
@@ -90,14 +99,23 @@ def _images_for(change: dict, queries: int) -> int:
   return queries // max(1, attack.query_views(attacks.block_of(defaults.steal_block(), attack)))
 
 
-def cells(scale: str, parts, base_queries: int = BASE["steal.surrogate_size"]) -> list[dict]:
-  """The study's cells (each a full assignment of ``BASE``'s keys): the base recipe first (every
-  part is read against it; ``base_queries`` its query count), then each part's changes,
-  duplicates once."""
+def _changes(part: str, base: dict, queries) -> list[dict]:
+  """What the cells of ``part`` change in the ``base`` recipe."""
+  if part == "queries":
+    return [{"steal.surrogate_size": n} for n in queries]
+  if part == "optimizer":
+    return [o for o in OPTIMIZERS.values() if o["steal.optimizer"] != base["steal.optimizer"]]
+  return PARTS[part]
+
+
+def cells(scale: str, parts, base: dict = BASE, queries=QUERIES) -> list[dict]:
+  """The study's cells (each a full assignment of ``BASE``'s keys): the ``base`` recipe first
+  (every part is read against it), then each part's changes, duplicates once."""
   out = []
+  base_queries = base["steal.surrogate_size"]
   for part in parts:
-    for change in [{}] + PARTS[part]:
-      cell = {**BASE, "steal.surrogate_size": base_queries, **change}
+    for change in [{}] + _changes(part, base, queries):
+      cell = {**base, **change}
       if "steal.attack" in change:
         cell["steal.surrogate_size"] = _images_for(change, base_queries)
       if scale == "demo":  # Sizes that embedded data and a test's minutes hold.
@@ -119,7 +137,7 @@ def _claims(config, varying, study) -> str:
   checks them (cells named by their axis values, as the sweep names them)."""
   names = [",".join(str(c[k]) for k in varying) for c in sweep.cells(config)]
   base = names[0]  # cells() puts the base recipe first.
-  only_queries = {k: v for k, v in BASE.items() if k != "steal.surrogate_size"}
+  only_queries = [k for k in BASE if k != "steal.surrogate_size"]
   on_query_axis = sorted((c["steal.surrogate_size"], n) for c, n in zip(study, names)
                          if {k: c[k] for k in only_queries} == {k: study[0][k] for k in only_queries})
   out = [f"SA/TA: {big} > {small}" for (_, small), (_, big) in zip(on_query_axis, on_query_axis[1:])]
@@ -128,14 +146,14 @@ def _claims(config, varying, study) -> str:
 
 
 def get_config(arg="demo"):
-  scale, parts, base_queries = _options(arg)
+  scale, parts, base, queries = _options(arg)
   config = _realworld_config()
   config.job = "sweep"
   config.steal.eval_heldout = 200  # The held-out cosine to the true target (no query).
   if scale == "demo":  # A test's size.
     config.probe.num_train, config.probe.num_test, config.probe.epochs = 64, 32, 5
     config.steal.eval_heldout = 32
-  study = cells(scale, parts, base_queries)
+  study = cells(scale, parts, base, queries)
   varying = [k for k in BASE if len({c[k] for c in study}) > 1] or ["steal.surrogate_size"]
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
@@ -147,11 +165,11 @@ def get_config(arg="demo"):
   config.sweep.axes = "; ".join(f"{k}={','.join(str(c[k]) for c in study)}" for k in varying)
   config.sweep.plot = "frontier"
   config.sweep.claims = _claims(config, varying, study)
-  base = {**BASE, "steal.surrogate_size": base_queries}
   config.sweep.note = ("Base recipe: " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in base.items()
                                                    if k != "probe.image_size")
                        + f"; parts: {', '.join(parts)}. train s: the steal's training only "
                        "(the target's answers excluded).")
-  config.sweep.doc_section = (f"The cost frontier ({scale}, base recipe at {base_queries} "
-                              f"queries: {', '.join(parts)})")
+  config.sweep.doc_section = (f"The cost frontier ({scale}, base recipe at "
+                              f"{base['steal.surrogate_size']} queries, "
+                              f"{base['steal.optimizer']}: {', '.join(parts)})")
   return config
