@@ -141,7 +141,9 @@ def run(config, workdir: str, mesh=None, print_table: bool = True, write_report:
     s_probe = probe.probe_stage(workdir, spec, stolen_fn, {"encoder": stolen_meta["fingerprint"]},
                                 train, test, cfg, mesh, seed, strict)
     fid = probe.fidelity(t_probe, s_probe)
-    if defense.out_dim is not None:  # Per-account spaces (B4B): feature cosines do not compare.
+    if defense.out_dim is not None or config.steal.get("answer_scaling", "none") != "none":
+      # Per-account spaces (B4B), or a loss on normalised z-scores (each feature's distance
+      # from the answers' mean free): per-image cosines in the target's space mean nothing.
       fid["cosine_similarity"] = None
     row = {"dataset": slug, "ta": t_probe["accuracy"], "sa": s_probe["accuracy"],
            "queries": steal_summary["queries"],
