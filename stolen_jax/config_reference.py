@@ -182,7 +182,7 @@ MEANINGS = {
     "steal.answer_scaling": "none, or standardize: StolenEncoder's loss compares both feature "
                             "vectors after subtracting the surrogate answers' per-dimension mean "
                             "and dividing by their std (then normalize_features); held-out "
-                            "fidelity is measured through a fitted affine map",
+                            "fidelity is measured on those z-scores",
     "steal.recover": "none, or auto: recognise the API's perturbation from its answers and "
                      "undo it before training (steal/recover.py)",
     "steal.sybils": "accounts the attacker splits its surrogate set over (B4B's sybils)",
