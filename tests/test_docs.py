@@ -45,7 +45,7 @@ def test_the_site_builds_strictly(tmp_path):
 
 def test_a_results_doc_names_no_machines_data_directory():
   from stolen_jax.docs import relative_data_paths
-  arg = "--config.probe.datasets=npz:/data/x/cifar10.npz,npz:../shared/datasets/mnist.npz"
+  arg = "--config.probe.datasets=npz:/data/x/cifar10.npz,npz:../data/sets/mnist.npz"
   assert relative_data_paths(arg) == (
       "--config.probe.datasets=npz:DATA_DIR/cifar10.npz,npz:DATA_DIR/mnist.npz")
   assert relative_data_paths("--config.steal.surrogate=npz:here.npz") == (
