@@ -6,18 +6,30 @@ import os
 
 import pytest
 
-from stolen_jax import jobs, sweep, sweep_report
+from stolen_jax import defaults, jobs, sweep, sweep_report
 from stolen_jax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(ROOT, "configs", "paper", "realworld_frontier.py")
 
 
-def _module():
-  spec = importlib.util.spec_from_file_location("realworld_frontier", PATH)
+def _module(path=PATH):
+  spec = importlib.util.spec_from_file_location("config_under_test", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "clip_rn50", "simclr_resnet50"])
+def test_every_real_target_config_steals_with_the_studied_recipe(name):
+  config = _module(os.path.join(ROOT, "configs", "realworld", f"{name}.py")).get_config()
+  recipe = defaults.REAL_TARGET_RECIPE
+  assert {k: config.steal[k] for k in recipe} == recipe
+  assert config.probe.image_size == recipe["image_size"]  # Probed at the attacker's size.
+  jobs.validate(config)
+  # The study's base recipe is that default: a cell of the study is a real-target run.
+  base = _module().BASE
+  assert {k: base[f"steal.{k}"] for k in recipe} == recipe
 
 
 def test_the_pareto_front_keeps_what_no_cheaper_point_beats():

@@ -12,12 +12,13 @@ at the paper's 100 epochs, for an accelerator):
       --config.sweep.seeds=0,1 --config.sweep.doc=docs/results/realworld.md
 A part of the study with ``:cpu,parts=queries|scaling`` (parts: queries, epochs, arch,
 resolution, optimizer, scaling, attacks; default all), and the factors read at another
-base budget with ``base=500`` (the base recipe's queries; 2,000 by default). Finished cells are read back from
-the workdir, so running the parts one by one and then the whole study recomputes nothing.
+base budget with ``base=500`` (the base recipe's queries; 2,000 by default). Finished cells
+are read back from the workdir, so running the parts one by one and then the whole study recomputes nothing.
 
-Every cell changes one factor of the base recipe (``BASE``: 2,000 queries, ResNet-18 at
-width 1/2, 32-px queries and training, 30 epochs, the default SGD, ℓ2-normalised answers,
-StolenEncoder), except the query axis, which is the frontier's x. Probes: the realworld
+Every cell changes one factor of the base recipe (``BASE``: the real-target default
+``defaults.REAL_TARGET_RECIPE`` at 2,000 queries — ResNet-18 at width 1/2, 32-px queries and
+training, 30 epochs, Adam 1e-3, ℓ2-normalised answers, StolenEncoder; ``optimizer=sgd`` puts
+the paper code's SGD in the base instead), except the query axis, which is the frontier's x. Probes: the realworld
 config's MLP on 1,000 training and 500 test images per set. The ``train s`` column is the
 steal's training alone (the target's answers excluded, as the issue's budget is stated).
 
@@ -31,12 +32,14 @@ import os
 
 from stolen_jax import attacks, defaults, sweep
 
-# The base recipe; each part's cells change the keys it names.
-BASE = {"steal.surrogate_size": 2000, "steal.arch": "resnet18", "steal.width": 0.5,
-        "steal.image_size": 32, "probe.image_size": 32, "steal.epochs": 30,
-        "steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4,
-        "steal.normalize_features": True, "steal.answer_scaling": "none",
-        "steal.attack": "stolenencoder", "steal.batch_size": 64}
+# The base recipe (the real-target default, ``defaults.REAL_TARGET_RECIPE``, at 2,000
+# queries); each part's cells change the keys it names.
+_R = defaults.REAL_TARGET_RECIPE
+BASE = {"steal.surrogate_size": 2000, "steal.arch": _R["arch"], "steal.width": _R["width"],
+        "steal.image_size": _R["image_size"], "probe.image_size": _R["image_size"],
+        **{f"steal.{k}": _R[k] for k in ("epochs", "optimizer", "lr", "weight_decay",
+                                          "normalize_features", "answer_scaling", "attack",
+                                          "batch_size")}}
 OPTIMIZERS = {"sgd": {"steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4},
               "adam": {"steal.optimizer": "adam", "steal.lr": 0.001, "steal.weight_decay": 0.0}}
 QUERIES = (500, 2000, 5000, 10000)

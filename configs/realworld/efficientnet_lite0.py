@@ -27,9 +27,8 @@ def get_config():
   s = config.steal = defaults.steal_block()
   s.target = "import:efficientnet_lite0:package"
   s.surrogate, s.surrogate_split, s.heldout_split = "embedded:scenes", "train", "test"
-  s.surrogate_size, s.image_size = 500, 32
-  s.arch, s.width = "resnet18", 0.5
-  s.epochs, s.batch_size = 30, 64
+  s.update(defaults.REAL_TARGET_RECIPE)  # Adam, ResNet-18 x1/2 at 32 px, 30 epochs (the study's).
+  s.surrogate_size = 500
   s.eval_heldout = 200
   s.query_batch_size = 50
   s.checkpoint_every_epochs = 10
