@@ -62,13 +62,18 @@ def test_each_part_changes_only_its_factor_of_the_base_recipe():
   at_500 = sweep.cells(frontier.get_config("cpu,parts=attacks,base=500"))
   assert [(c["steal.attack"], c["steal.surrogate_size"]) for c in at_500] == [
       ("stolenencoder", 500), ("conventional", 500), ("contsteal", 125)]
+  # The stolen network's width at chosen values, and a deeper one at the base's width.
+  shapes = sweep.cells(frontier.get_config("cpu,parts=width|arch,widths=0.25|0.75,base=500"))
+  assert [(c["steal.arch"], c["steal.width"]) for c in shapes] == [
+      ("resnet18", 0.5), ("resnet18", 0.25), ("resnet18", 0.75), ("resnet34", 0.5)]
 
 
 def test_bad_options_and_plots_are_one_clear_error():
   frontier = _module()
   for arg, says in (("cpu,parts=colour", "unknown part"), ("cpu,depth=3", "bad option"),
                     ("cpu,base=ten", "bad option"), ("cpu,optimizer=lbfgs", "bad option"),
-                    ("cpu,queries=500|lots", "bad option"),
+                    ("cpu,queries=500|lots", "bad option"), ("cpu,widths=0|0.5", "bad option"),
+                    ("cpu,widths=half", "bad option"),
                     ("huge", "unknown scale")):
     with pytest.raises(ValueError, match=says):
       frontier.get_config(arg)

@@ -10,8 +10,8 @@ at the paper's 100 epochs, for an accelerator):
       --config.steal.surrogate=npz:DIR/tinyimagenet32.npz \\
       --config.probe.datasets=npz:DIR/cifar10.npz,npz:DIR/mnist.npz \\
       --config.sweep.seeds=0,1 --config.sweep.doc=docs/results/realworld.md
-A part of the study with ``:cpu,parts=queries|scaling`` (parts: queries, epochs, arch,
-resolution, optimizer, scaling, attacks; default all), and the factors read at another
+A part of the study with ``:cpu,parts=queries|scaling`` (parts: queries, epochs, width, arch,
+resolution, optimizer, scaling, attacks; default all; the widths read with ``widths=W1|W2``), and the factors read at another
 base budget with ``base=500`` (the base recipe's queries; 2,000 by default). Finished cells
 are read back from the workdir, so running the parts one by one and then the whole study recomputes nothing.
 
@@ -43,12 +43,13 @@ BASE = {"steal.surrogate_size": 2000, "steal.arch": _R["arch"], "steal.width": _
 OPTIMIZERS = {"sgd": {"steal.optimizer": "sgd", "steal.lr": 0.064, "steal.weight_decay": 5e-4},
               "adam": {"steal.optimizer": "adam", "steal.lr": 0.001, "steal.weight_decay": 0.0}}
 QUERIES = (500, 2000, 5000, 10000)
+WIDTHS = (0.25, 1.0)
 # Cells per part at each scale: changes to BASE (sizes scaled down for the demo).
 PARTS = {
     "queries": [],  # The query axis (``queries=``): filled in by cells().
     "epochs": [{"steal.epochs": 90}, {"steal.surrogate_size": 10000, "steal.epochs": 10}],
-    "arch": [{"steal.width": 0.25}, {"steal.width": 1.0},
-             {"steal.arch": "resnet34", "steal.width": 0.5}],
+    "width": [],  # The stolen ResNet-18's widths (``widths=``): filled in by cells().
+    "arch": [{"steal.arch": "resnet34"}],  # Deeper at the base's width.
     "resolution": [{"steal.image_size": 64, "probe.image_size": 64}],
     "optimizer": [],  # The other optimiser of OPTIMIZERS: filled in by cells().
     "scaling": [{"steal.normalize_features": False}, {"steal.answer_scaling": "standardize"}],
@@ -68,12 +69,12 @@ def _realworld_config():
 
 
 def _options(arg: str):
-  """'SCALE[,parts=P1|P2][,base=QUERIES][,optimizer=sgd|adam][,queries=Q1|Q2]' -> (scale,
-  parts, the base recipe, the query axis)."""
+  """'SCALE[,parts=P1|P2][,base=QUERIES][,optimizer=sgd|adam][,queries=Q1|Q2][,widths=W1|W2]'
+  -> (scale, parts, the base recipe, the query axis, the widths)."""
   scale, *options = [p.strip() for p in arg.split(",")]
   if scale not in ("cpu", "demo", "paper"):
     raise ValueError(f"realworld_frontier: unknown scale {scale!r} (cpu, demo or paper)")
-  parts, base, queries = tuple(PARTS), dict(BASE), QUERIES
+  parts, base, queries, widths = tuple(PARTS), dict(BASE), QUERIES, WIDTHS
   for option in options:
     key, sep, value = option.partition("=")
     numbers = value.split("|")
@@ -89,11 +90,20 @@ def _options(arg: str):
       base.update(OPTIMIZERS[value])
     elif key == "queries" and all(n.isdigit() and int(n) >= 64 for n in numbers):
       queries = tuple(int(n) for n in numbers)
+    elif key == "widths" and all(_positive_number(n) for n in numbers):
+      widths = tuple(float(n) for n in numbers)
     else:
       raise ValueError(f"realworld_frontier: bad option {option!r} (parts=P1|P2 of "
                        f"{', '.join(PARTS)}; base=QUERIES and queries=Q1|Q2, each at least "
-                       f"64; optimizer={'|'.join(OPTIMIZERS)})")
-  return scale, parts, base, queries
+                       f"64; widths=W1|W2, each above 0; optimizer={'|'.join(OPTIMIZERS)})")
+  return scale, parts, base, queries, widths
+
+
+def _positive_number(text: str) -> bool:
+  try:
+    return float(text) > 0
+  except ValueError:
+    return False
 
 
 def _images_for(change: dict, queries: int) -> int:
@@ -102,22 +112,24 @@ def _images_for(change: dict, queries: int) -> int:
   return queries // max(1, attack.query_views(attacks.block_of(defaults.steal_block(), attack)))
 
 
-def _changes(part: str, base: dict, queries) -> list[dict]:
+def _changes(part: str, base: dict, queries, widths) -> list[dict]:
   """What the cells of ``part`` change in the ``base`` recipe."""
   if part == "queries":
     return [{"steal.surrogate_size": n} for n in queries]
+  if part == "width":
+    return [{"steal.width": w} for w in widths]
   if part == "optimizer":
     return [o for o in OPTIMIZERS.values() if o["steal.optimizer"] != base["steal.optimizer"]]
   return PARTS[part]
 
 
-def cells(scale: str, parts, base: dict = BASE, queries=QUERIES) -> list[dict]:
+def cells(scale: str, parts, base: dict = BASE, queries=QUERIES, widths=WIDTHS) -> list[dict]:
   """The study's cells (each a full assignment of ``BASE``'s keys): the ``base`` recipe first
   (every part is read against it), then each part's changes, duplicates once."""
   out = []
   base_queries = base["steal.surrogate_size"]
   for part in parts:
-    for change in [{}] + _changes(part, base, queries):
+    for change in [{}] + _changes(part, base, queries, widths):
       cell = {**base, **change}
       if "steal.attack" in change:
         cell["steal.surrogate_size"] = _images_for(change, base_queries)
@@ -149,14 +161,14 @@ def _claims(config, varying, study) -> str:
 
 
 def get_config(arg="demo"):
-  scale, parts, base, queries = _options(arg)
+  scale, parts, base, queries, widths = _options(arg)
   config = _realworld_config()
   config.job = "sweep"
   config.steal.eval_heldout = 200  # The held-out cosine to the true target (no query).
   if scale == "demo":  # A test's size.
     config.probe.num_train, config.probe.num_test, config.probe.epochs = 64, 32, 5
     config.steal.eval_heldout = 32
-  study = cells(scale, parts, base, queries)
+  study = cells(scale, parts, base, queries, widths)
   varying = [k for k in BASE if len({c[k] for c in study}) > 1] or ["steal.surrogate_size"]
   config.sweep = sweep.sweep_block()
   config.sweep.mode = "zip"
