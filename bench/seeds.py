@@ -105,6 +105,7 @@ def main():
   worst = min(r["sa_over_ta"] for res in per_seed.values() for r in res["rows"])
   command = (f"python bench/seeds.py --config {args.config} --seeds {args.seeds}"
              + (f" --claim {args.claim:g}" if args.claim is not None else "")
+             + (f" --title '{args.title}'" if args.title else "")
              + f" --workdir {args.workdir}" + (f" --doc {args.doc}" if args.doc else "")
              + "".join(f" {e}" for e in extra))
   if args.claim is None:
