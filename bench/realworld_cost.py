@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from stolen_jax import defaults, parallel, targets, train_lib  # noqa: E402
+from stolen_jax import parallel, targets, train_lib  # noqa: E402
 from stolen_jax.steal import trainer  # noqa: E402
 from stolen_jax.targets import published  # noqa: E402
 
