@@ -4,14 +4,13 @@
 
 For each config: the stolen encoder's training (FLOPs per step × steps), the target's answers
 (FLOPs per 224-px forward × queries) and the target's features for the probes; then the same
-in minutes at the rate our fp32 steal step of a full-width ResNet-18 reached on one H200
+in seconds at the rate our fp32 steal step of a full-width ResNet-18 reached on one H200
 (bench/RESULTS.md: 5.99 ms per step of 64, λ=20) — a bound from below on GPU time, as a
 narrower network or the target's forward may reach a lower fraction of the chip. The CPU
 figure is the same count at the rate the frontier study measured on this 2-core machine.
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 
@@ -19,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from stolen_jax import parallel, targets, train_lib  # noqa: E402
+from stolen_jax import jobs, parallel, targets, train_lib  # noqa: E402
 from stolen_jax.steal import trainer  # noqa: E402
 from stolen_jax.targets import published  # noqa: E402
 
@@ -27,14 +26,6 @@ H200_RESNET18_STEP_S = 5.99e-3  # bench/RESULTS.md, steal step of ResNet-18 (ful
 REFERENCE_STEP_TARGET_DIM = 512  # That step's target: configs/steal_cifar10.py's ResNet-18.
 CONFIGS = ("configs/realworld/efficientnet_lite0.py", "configs/realworld/clip_rn50.py",
            "configs/realworld/simclr_resnet50.py")
-
-
-def load_config(path: str):
-  """``get_config()`` of the config file at ``path``."""
-  spec = importlib.util.spec_from_file_location("config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def steal_step_flops(cfg, target_dim: int) -> float:
@@ -71,7 +62,7 @@ def main(argv=None):
   parser.add_argument("--cpu-step-s", type=float, default=0.95,
                       help="seconds per recipe step on this CPU (the frontier study's ~0.95 s)")
   args = parser.parse_args(argv)
-  reference = load_config("configs/steal_cifar10.py").steal
+  reference = jobs.load_config_file("configs/steal_cifar10.py").steal
   reference.arch, reference.width = "resnet18", 1.0
   reference_flops = steal_step_flops(reference, REFERENCE_STEP_TARGET_DIM)
   h200_flops_per_s = reference_flops / H200_RESNET18_STEP_S
@@ -81,7 +72,7 @@ def main(argv=None):
         "answers TFLOP | probe features TFLOP | H200 s (steal + target) | CPU min (steal) |")
   print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for path in args.configs:
-    config = load_config(path)
+    config = jobs.load_config_file(path)
     s, q = config.steal, config.probe
     name, _ = targets.parse_import(s.target)
     per_image, dim = target_forward_flops(name)
@@ -95,7 +86,8 @@ def main(argv=None):
     gpu_s = (steal + answers + probe) / h200_flops_per_s
     print(f"| {os.path.basename(path)} | {name} | {dim} | {queries} | {s.epochs} | "
           f"{step / 1e9:.1f} | {steps} | {steal / 1e12:.1f} | {answers / 1e12:.2f} | "
-          f"{f'{probe / 1e12:.2f}' if sized else 'whole sets'} | {gpu_s:.1f} | {steps * args.cpu_step_s / 60:.0f} |")
+          f"{f'{probe / 1e12:.2f}' if sized else 'whole sets'} | {gpu_s:.1f} | "
+          f"{steps * args.cpu_step_s / 60:.0f} |")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ std per column, and whether a claim (SA/TA ≥ X% on every downstream set) holds
   python bench/seeds.py --config configs/demo.py --seeds 0,1,2 --claim 90 \\
       --workdir workdir/demo_seeds --doc docs/results/demo_seeds.md
 
-Each seed runs in its own workdir (<workdir>/seed<S>); rerunning restores each finished
-stage whose settings are unchanged (seconds) and recomputes the rest, so an edited config
-is never read back stale (a restored seed keeps the wall time measured when it ran). Flags after the known ones go to every run (--config.probe.epochs=50). The
-doc names the machine's CPU: the last digits depend on its float rounding.
+Each seed runs in its own workdir (<workdir>/seed<S>); rerunning restores each finished stage
+whose settings are unchanged (seconds) and recomputes the rest, so an edited config is never
+read back stale (a restored seed keeps the wall time measured when it ran). Flags after the
+known ones go to every run (--config.probe.epochs=50). The doc names the machine's CPU: the
+last digits depend on its float rounding.
 """
 
 import argparse
@@ -37,13 +38,17 @@ def cpu_name() -> str:
   return platform.processor() or platform.machine()
 
 
-def _figures(path: str):
-  """The settings and rows of a results.json (None when there is none)."""
+def _read(path: str):
+  """A results.json (None when there is none)."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    results = json.load(f)
-  return results.get("settings"), results.get("rows")
+    return json.load(f)
+
+
+def _figures(results):
+  """What a restore reproduces exactly: a results.json's settings and rows."""
+  return None if results is None else (results.get("settings"), results.get("rows"))
 
 
 def run_seed(config: str, seed: int, workdir: str, extra: list) -> tuple[dict, float]:
@@ -53,15 +58,14 @@ def run_seed(config: str, seed: int, workdir: str, extra: list) -> tuple[dict, f
   time is this run's, unless the run only restored the figures a timed run wrote before."""
   path = os.path.join(workdir, "results.json")
   wall_file = os.path.join(workdir, "wall_s.txt")
-  before = _figures(path)
+  before = _figures(_read(path))
   t0 = time.perf_counter()
   subprocess.run([sys.executable, "-m", "stolen_jax.main", f"--config={config}",
                   f"--workdir={workdir}", f"--config.seed={seed}", *extra], cwd=ROOT,
                  check=True)
   wall = time.perf_counter() - t0
-  with open(path) as f:
-    results = json.load(f)
-  if before is not None and before == _figures(path) and os.path.exists(wall_file):
+  results = _read(path)
+  if before is not None and before == _figures(results) and os.path.exists(wall_file):
     wall = float(open(wall_file).read())  # A restore: the time of the run that computed it.
   else:
     with open(wall_file, "w") as f:
@@ -121,7 +125,8 @@ def main():
       f"Written by `{command}` on {cpu_name()} ({os.cpu_count()} cores), "
       f"{time.strftime('%Y-%m-%d')}.", "",
       *lines, "",
-      f"Wall time per seed (the run that computed its figures): {', '.join(f'{walls[s]:.0f} s' for s in seeds)}.",
+      "Wall time per seed (the run that computed its figures): "
+      + ", ".join(f"{walls[s]:.0f} s" for s in seeds) + ".",
       verdict,
       "The last digits depend on the CPU's float rounding (another CPU prints other figures "
       "within about the spread above).", ""])

@@ -54,12 +54,9 @@ def _base(base: str, job: str, seed: int):
   elif base == "paper":
     config = defaults.scaled_config("paper")
   elif os.path.isfile(str(base).split(":")[0]):
-    import importlib.util
+    from stolen_jax import jobs
     path, _, arg = str(base).partition(":")
-    spec = importlib.util.spec_from_file_location("stolen_jax_user_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
+    config = jobs.load_config_file(path, arg)
   else:
     raise ConfigError(f"base={base!r}: 'demo', 'paper' or the path of a config file")
   config.job, config.seed = job, seed

@@ -293,7 +293,8 @@ def prepare_block() -> ml_collections.ConfigDict:
 # EfficientNet-Lite0 with 2 seeds): Adam 1e-3 beat the paper code's SGD by 4-13 points of
 # SA/TA at equal minutes, ℓ2-normalised answers beat raw and z-scored ones, width 1/4 lost
 # 7-19 points, full width and ResNet-34 gained nothing measurable for 1.8-2.9x the minutes,
-# 3x the epochs did not move CIFAR-10. The number of queries is the attacker's budget, not part of the recipe.
+# 3x the epochs did not move CIFAR-10. The number of queries is the attacker's budget, not
+# part of the recipe.
 REAL_TARGET_RECIPE = dict(arch="resnet18", width=0.5, image_size=32, epochs=30, batch_size=64,
                           optimizer="adam", lr=1e-3, weight_decay=0.0, normalize_features=True,
                           answer_scaling="none", attack="stolenencoder")

@@ -14,6 +14,16 @@ from stolen_jax import parallel, runtime
 from stolen_jax.errors import UserError, choose
 
 
+def load_config_file(path: str, arg: str = ""):
+  """``get_config()`` of the config file at ``path`` (``get_config(arg)`` when ``arg`` is
+  given), as ``--config=PATH[:ARG]`` loads it."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("stolen_jax_config_file", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
 def _pretrain(config, workdir):
   from stolen_jax import pretrain
   stage, data = pretrain.open_stage(config, workdir, config.get("strict_stages", False))
